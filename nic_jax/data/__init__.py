@@ -1,0 +1,1 @@
+"""Data: the synthetic shapes dataset, cocotalk prepro and readers, batch loading."""

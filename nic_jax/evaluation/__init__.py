@@ -1,0 +1,1 @@
+"""Evaluation: decoding a split to captions and scoring them."""

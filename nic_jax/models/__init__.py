@@ -1,0 +1,1 @@
+"""Caption decoders (Flax NNX) behind a functional boundary; see `functional.py`."""

@@ -1,0 +1,59 @@
+"""Layers shared by the decoders: PyTorch-initialised Linear/Embed and pure dropout.
+
+Initialisers follow torch.nn defaults (uniform +-1/sqrt(fan_in) for Linear weight and
+bias) so that models trained here start from the distributions the self-critical.pytorch
+recipes were tuned for, and imported PyTorch weights have the same layout (x @ kernel).
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def _uniform(scale: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+    return init
+
+
+def torch_linear(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
+    """nn.Linear with torch's default init: U(-1/sqrt(in), 1/sqrt(in)) for W and b."""
+    scale = 1.0 / in_features**0.5
+    return nnx.Linear(
+        in_features,
+        out_features,
+        kernel_init=_uniform(scale),
+        bias_init=_uniform(scale),
+        rngs=rngs,
+    )
+
+
+def uniform_linear(
+    in_features: int, out_features: int, scale: float, rngs: nnx.Rngs
+) -> nnx.Linear:
+    """Linear with U(-scale, scale) weights and a zero bias (self-critical logits)."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        kernel_init=_uniform(scale),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=rngs,
+    )
+
+
+def uniform_embed(num: int, features: int, scale: float, rngs: nnx.Rngs) -> nnx.Embed:
+    """Embedding table with U(-scale, scale) entries."""
+    return nnx.Embed(num, features, embedding_init=_uniform(scale), rngs=rngs)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout; identity when `key` is None (evaluation) or rate is 0.
+
+    Keys are explicit rather than NNX Rngs state so the same decoder step can be
+    scanned over time and vmapped over a population without stateful streams.
+    """
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)

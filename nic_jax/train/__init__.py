@@ -1,0 +1,1 @@
+"""Trainers (xe; later scst, nes, es) and the helpers they share."""

@@ -1,0 +1,12 @@
+"""Registry of trainers by `config.trainer`: each is `fn(config, workdir) -> scores`."""
+
+from nic_jax.errors import InputError
+from nic_jax.train import xe
+
+TRAINERS = {"xe": xe.train_and_evaluate}
+
+
+def get_trainer(name: str):
+    if name not in TRAINERS:
+        raise InputError(f"config trainer={name!r} is unknown; valid: {sorted(TRAINERS)}")
+    return TRAINERS[name]
