@@ -9,7 +9,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from nic_jax import app
-from nic_jax.evaluate import evaluate_workdir
+from nic_jax.evaluation.workdir import evaluate_workdir
 from nic_jax.train.registry import get_trainer
 
 FLAGS = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")

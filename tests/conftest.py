@@ -34,3 +34,58 @@ def shared_data() -> pathlib.Path:
     if not path.is_dir():
         pytest.fail(f"{path} is missing: the tests need ../shared/data beside the repo")
     return path
+
+
+def write_cocotalk_dataset(root: pathlib.Path, num_images=30, feat_dim=16, seed=0):
+    """A small self-critical.pytorch-style dataset: Karpathy json, cocotalk files
+    (through our prepro) and cocobu fc/att directories. Returns the config.data
+    overrides that train on it."""
+    import json
+
+    import numpy as np
+
+    from nic_jax.data.prepro_labels import prepro_labels
+
+    rng = np.random.default_rng(seed)
+    words = ["a", "red", "blue", "circle", "square", "left", "of", "the", "big", "small"]
+    images = []
+    for i in range(num_images):
+        split = ["train", "restval", "val", "test"][min(i * 4 // num_images, 3)]
+        sents = [{"tokens": list(rng.choice(words, rng.integers(3, 9))), "raw": ""}
+                 for _ in range(5)]
+        for s in sents:
+            s["raw"] = " ".join(s["tokens"]).capitalize() + "."
+        images.append({"split": split, "filepath": "imgs", "filename": f"{i}.png",
+                       "cocoid": 1000 + i, "sentences": sents})
+    root.mkdir(parents=True, exist_ok=True)
+    dataset_json = root / "dataset_tiny.json"
+    dataset_json.write_text(json.dumps({"images": images}))
+    prepro_labels(str(dataset_json), str(root / "talk.json"), str(root / "talk"))
+    (root / "bu_fc").mkdir(exist_ok=True)
+    (root / "bu_att").mkdir(exist_ok=True)
+    for img in images:
+        att = rng.random((4, feat_dim), dtype=np.float32)
+        np.save(root / "bu_fc" / f"{img['cocoid']}.npy", att.mean(0))
+        np.savez(root / "bu_att" / f"{img['cocoid']}.npz", feat=att)
+    return {
+        "data.name": "cocotalk",
+        "data.input_json": str(root / "talk.json"),
+        "data.input_label_h5": str(root / "talk_label.h5"),
+        "data.input_fc_dir": str(root / "bu_fc"),
+        "data.input_att_dir": str(root / "bu_att"),
+        "data.dataset_json": str(dataset_json),
+        "data.batch_size": 4,
+        "model.fc_feat_size": feat_dim,
+    }
+
+
+@pytest.fixture
+def make_cocotalk(tmp_path):
+    """A function writing a small cocotalk dataset into tmp_path/<name>."""
+    return lambda name="cocotalk", **kw: write_cocotalk_dataset(tmp_path / name, **kw)
+
+
+@pytest.fixture
+def cocotalk_dataset(make_cocotalk):
+    """config overrides for a small cocotalk dataset written into tmp_path."""
+    return make_cocotalk()

@@ -103,20 +103,21 @@ def data_files(data_config) -> DataFiles:
     )
 
 
-def _references_text(files: DataFiles, talk, rows, ids) -> list:
-    if files.dataset_json:
-        by_id = karpathy.references_by_image(karpathy.load_karpathy(files.dataset_json))
-        missing = [i for i in ids if int(i) not in by_id]
-        if missing:
-            raise InputError(
-                f"{files.dataset_json}: no image with id {missing[0]} "
-                f"(found in {files.input_json}); the two files must describe one dataset"
-            )
-        return [by_id[int(i)] for i in ids]
-    return [
-        [cocotalk_lib.decode_tokens(talk.ix_to_word, r) for r in cocotalk_lib.references(talk, row)]
-        for row in rows
-    ]
+def _references_text(files: DataFiles, talk, by_id, rows, ids) -> list:
+    """Evaluation references: the Karpathy json's when known, else decoded labels."""
+    if by_id is None:
+        return [
+            [cocotalk_lib.decode_tokens(talk.ix_to_word, r)
+             for r in cocotalk_lib.references(talk, row)]
+            for row in rows
+        ]
+    missing = [int(i) for i in ids if int(i) not in by_id]
+    if missing:
+        raise InputError(
+            f"{files.dataset_json}: no image with id {missing[0]} (listed in "
+            f"{files.input_json}); the two files must describe one dataset"
+        )
+    return [by_id[int(i)] for i in ids]
 
 
 def _padded_labels(talk, rows):
@@ -128,7 +129,7 @@ def _padded_labels(talk, rows):
     return labels, num_refs
 
 
-def _load_split(name, files, talk, expected_fc, need_att) -> SplitData:
+def _load_split(name, files, talk, by_id, expected_fc, need_att) -> SplitData:
     rows = cocotalk_lib.split_indices(talk, name)
     ids = np.array([talk.images[r]["id"] for r in rows], np.int64)
     store = open_features(files.features[name], att_dir=files.att_dir)
@@ -141,7 +142,7 @@ def _load_split(name, files, talk, expected_fc, need_att) -> SplitData:
         att=store.att(ids) if need_att else None,
         labels=labels,
         num_refs=num_refs,
-        ref_texts=_references_text(files, talk, rows, ids),
+        ref_texts=_references_text(files, talk, by_id, rows, ids),
     )
 
 
@@ -160,7 +161,12 @@ def load_dataset(
     """Loads `splits` into memory, checking feature sizes against the model config."""
     files = data_files(data_config)
     talk = cocotalk_lib.load_cocotalk(files.input_json, files.input_label_h5)
-    loaded = {s: _load_split(s, files, talk, fc_feat_size, need_att) for s in splits}
+    by_id = None
+    if files.dataset_json:
+        by_id = karpathy.references_by_image(karpathy.load_karpathy(files.dataset_json))
+    loaded = {
+        s: _load_split(s, files, talk, by_id, fc_feat_size, need_att) for s in splits
+    }
     for name, split in loaded.items():
         logging.info("split %s: %d images from %s", name, len(split.image_ids),
                      os.fspath(files.features[name]))

@@ -52,7 +52,7 @@ def train_step(decoder, optimizer, state: XEState, batch, ss_prob):
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "train/loss": loss,
-        "train/grad_norm": optax.global_norm(grads),
+        "train/grad_norm": optax.tree.norm(grads),
         "train/tokens": tokens,
     }
     new_state = state.replace(

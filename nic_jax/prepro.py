@@ -1,0 +1,78 @@
+"""Preprocessing command line, compatible with self-critical.pytorch's scripts.
+
+  python -m nic_jax.prepro labels --input_json data/dataset_coco.json \
+      --output_json data/cocotalk.json --output_h5 data/cocotalk
+  python -m nic_jax.prepro shapes --out_dir /tmp/shapes [--num_train 8000 ...]
+
+`labels` is `scripts/prepro_labels.py` (vocabulary with UNK for words seen <= 5
+times, `<output_h5>_label.h5` with 1-based start/end indices); `shapes` generates the
+synthetic dataset of the default config into a directory of your choice.
+"""
+
+import argparse
+import sys
+
+from nic_jax.errors import InputError
+
+
+def _labels(args) -> None:
+    from nic_jax.data.prepro_labels import prepro_labels
+
+    prepro_labels(
+        args.input_json,
+        args.output_json,
+        args.output_h5,
+        max_length=args.max_length,
+        word_count_threshold=args.word_count_threshold,
+        images_root=args.images_root,
+    )
+    print(f"wrote {args.output_json} and {args.output_h5}_label.h5")
+
+
+def _shapes(args) -> None:
+    from nic_jax.data import shapes
+
+    spec = shapes.ShapesSpec(
+        num_train=args.num_train,
+        num_val=args.num_val,
+        num_test=args.num_test,
+        feat_dim=args.feat_dim,
+        seed=args.seed,
+    )
+    print(shapes.generate(spec, args.out_dir))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nic_jax.prepro", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    labels = sub.add_parser("labels", help="Karpathy json -> cocotalk json + _label.h5")
+    labels.add_argument("--input_json", required=True)
+    labels.add_argument("--output_json", required=True)
+    labels.add_argument("--output_h5", required=True, help="prefix; writes <prefix>_label.h5")
+    labels.add_argument("--max_length", type=int, default=16)
+    labels.add_argument("--word_count_threshold", type=int, default=5)
+    labels.add_argument("--images_root", default="")
+    labels.set_defaults(run=_labels)
+    gen = sub.add_parser("shapes", help="generate the synthetic shapes dataset")
+    gen.add_argument("--out_dir", required=True, help="cache directory to generate into")
+    gen.add_argument("--num_train", type=int, default=8000)
+    gen.add_argument("--num_val", type=int, default=1000)
+    gen.add_argument("--num_test", type=int, default=1000)
+    gen.add_argument("--feat_dim", type=int, default=2048)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(run=_shapes)
+    return parser
+
+
+def run(argv=None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
