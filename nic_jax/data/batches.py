@@ -38,7 +38,7 @@ def gather_features(split, rows: np.ndarray, need_att: bool) -> dict:
     """Per-image feature arrays of `rows` of a `SplitData`."""
     feats = {"fc": split.fc[rows]}
     if need_att:
-        feats["att"] = split.att[rows]
+        feats["att"] = split.att_store.att(split.image_ids[rows])
     return feats
 
 

@@ -28,7 +28,7 @@ class SplitData:
     name: str
     image_ids: np.ndarray  # (N,) int64
     fc: np.ndarray  # (N, D) float32
-    att: np.ndarray | None  # (N, K, D) float32, when the model reads regions
+    att_store: object | None  # FeatureStore read per batch (regions do not fit memory)
     labels: np.ndarray  # (N, R_max, L) int32 word ids of all references
     num_refs: np.ndarray  # (N,) int32
     ref_texts: list  # N lists of reference strings, for evaluation
@@ -139,7 +139,7 @@ def _load_split(name, files, talk, by_id, expected_fc, need_att) -> SplitData:
         name=name,
         image_ids=ids,
         fc=store.fc(ids),
-        att=store.att(ids) if need_att else None,
+        att_store=store if need_att else None,
         labels=labels,
         num_refs=num_refs,
         ref_texts=_references_text(files, talk, by_id, rows, ids),

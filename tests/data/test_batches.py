@@ -34,7 +34,7 @@ def test_one_row_per_image_and_labels_belong_to_it():
     batch = train_batch(split, 1, 2, 6, 5, False)
     assert batch["fc"].shape == (6, 3) and batch["labels"].shape == (6, 5, 4)
     np.testing.assert_array_equal(batch["fc"][:, 0], batch["index"])
-    np.testing.assert_array_equal(batch["labels"][..., 0], batch["index"][:, None] + 1)
+    assert (batch["labels"][..., 0] == batch["index"][:, None] + 1).all()
     refs_used = batch["labels"][..., 1] - 1
     assert (refs_used < split.num_refs[batch["index"]][:, None]).all()
 
