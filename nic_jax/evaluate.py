@@ -13,7 +13,9 @@ from nic_jax.evaluation.workdir import evaluate_workdir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
 _SPLIT = flags.DEFINE_string("split", "test", "Split to decode: train, val or test.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default: best, else latest.")
+_STEP = flags.DEFINE_integer(
+    "step", None, "Checkpoint step; default: best, else latest."
+)
 _BEAM = flags.DEFINE_integer("beam_size", 1, "Beam size (1 = greedy).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", -1, "Images to decode; -1 = all.")
 
@@ -21,7 +23,9 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", -1, "Images to decode; -1 = all
 def main(argv) -> None:
     del argv
     if _BEAM.value != 1:
-        raise InputError("--beam_size > 1 needs beam search, which is not built yet; use 1")
+        raise InputError(
+            "--beam_size > 1 needs beam search, which is not built yet; use 1"
+        )
     evaluate_workdir(_WORKDIR.value, _SPLIT.value, _STEP.value, _NUM_IMAGES.value)
 
 

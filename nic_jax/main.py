@@ -13,7 +13,9 @@ from nic_jax.evaluation.workdir import evaluate_workdir
 from nic_jax.train.registry import get_trainer
 
 FLAGS = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file.", lock_config=True
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -43,19 +43,26 @@ def _shapes(args) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nic_jax.prepro", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m nic_jax.prepro",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     labels = sub.add_parser("labels", help="Karpathy json -> cocotalk json + _label.h5")
     labels.add_argument("--input_json", required=True)
     labels.add_argument("--output_json", required=True)
-    labels.add_argument("--output_h5", required=True, help="prefix; writes <prefix>_label.h5")
+    labels.add_argument(
+        "--output_h5", required=True, help="prefix; writes <prefix>_label.h5"
+    )
     labels.add_argument("--max_length", type=int, default=16)
     labels.add_argument("--word_count_threshold", type=int, default=5)
     labels.add_argument("--images_root", default="")
     labels.set_defaults(run=_labels)
     gen = sub.add_parser("shapes", help="generate the synthetic shapes dataset")
-    gen.add_argument("--out_dir", required=True, help="cache directory to generate into")
+    gen.add_argument(
+        "--out_dir", required=True, help="cache directory to generate into"
+    )
     gen.add_argument("--num_train", type=int, default=8000)
     gen.add_argument("--num_val", type=int, default=1000)
     gen.add_argument("--num_test", type=int, default=1000)

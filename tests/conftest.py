@@ -47,16 +47,36 @@ def write_cocotalk_dataset(root: pathlib.Path, num_images=30, feat_dim=16, seed=
     from nic_jax.data.prepro_labels import prepro_labels
 
     rng = np.random.default_rng(seed)
-    words = ["a", "red", "blue", "circle", "square", "left", "of", "the", "big", "small"]
+    words = [
+        "a",
+        "red",
+        "blue",
+        "circle",
+        "square",
+        "left",
+        "of",
+        "the",
+        "big",
+        "small",
+    ]
     images = []
     for i in range(num_images):
         split = ["train", "restval", "val", "test"][min(i * 4 // num_images, 3)]
-        sents = [{"tokens": list(rng.choice(words, rng.integers(3, 9))), "raw": ""}
-                 for _ in range(5)]
+        sents = [
+            {"tokens": list(rng.choice(words, rng.integers(3, 9))), "raw": ""}
+            for _ in range(5)
+        ]
         for s in sents:
             s["raw"] = " ".join(s["tokens"]).capitalize() + "."
-        images.append({"split": split, "filepath": "imgs", "filename": f"{i}.png",
-                       "cocoid": 1000 + i, "sentences": sents})
+        images.append(
+            {
+                "split": split,
+                "filepath": "imgs",
+                "filename": f"{i}.png",
+                "cocoid": 1000 + i,
+                "sentences": sents,
+            }
+        )
     root.mkdir(parents=True, exist_ok=True)
     dataset_json = root / "dataset_tiny.json"
     dataset_json.write_text(json.dumps({"images": images}))

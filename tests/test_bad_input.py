@@ -34,7 +34,9 @@ def test_missing_feature_file_is_named(cocotalk_dataset, tmp_path):
 
 def test_feature_size_disagreeing_with_config(cocotalk_dataset, tmp_path):
     config = _config({**cocotalk_dataset, "model.fc_feat_size": 32})
-    with pytest.raises(InputError, match=r"bu_fc is 16 but config model.fc_feat_size is 32"):
+    with pytest.raises(
+        InputError, match=r"bu_fc is 16 but config model.fc_feat_size is 32"
+    ):
         xe.train_and_evaluate(config, str(tmp_path / "w"))
 
 
@@ -64,12 +66,21 @@ def test_checkpoint_with_another_vocabulary_is_refused(make_cocotalk, tmp_path):
 
 def test_command_line_prints_the_error_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "nic_jax.main", "--config=configs/default.py:tiny",
-         f"--workdir={tmp_path}", "--config.data.name=cocotalk",
-         f"--config.data.input_json={tmp_path}/nope.json",
-         f"--config.data.input_label_h5={tmp_path}/nope_label.h5",
-         f"--config.data.input_fc_dir={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "nic_jax.main",
+            "--config=configs/default.py:tiny",
+            f"--workdir={tmp_path}",
+            "--config.data.name=cocotalk",
+            f"--config.data.input_json={tmp_path}/nope.json",
+            f"--config.data.input_label_h5={tmp_path}/nope_label.h5",
+            f"--config.data.input_fc_dir={tmp_path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "nope.json" in result.stderr and "Traceback" not in result.stderr
@@ -77,8 +88,17 @@ def test_command_line_prints_the_error_without_traceback(tmp_path):
 
 def test_unknown_config_override_is_rejected(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "nic_jax.main", "--config=configs/default.py:tiny",
-         f"--workdir={tmp_path}", "--config.model.rnn_sise=3"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "nic_jax.main",
+            "--config=configs/default.py:tiny",
+            f"--workdir={tmp_path}",
+            "--config.model.rnn_sise=3",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0 and "rnn_sise" in result.stderr

@@ -61,7 +61,11 @@ def train_batch(split, seed, position, batch_size, seq_per_img, need_att) -> dic
 def eval_batches(split, batch_size: int, need_att: bool, num_images: int = -1):
     """Yields (batch, n_valid) over the split in order; the last batch is padded
     by repeating row 0 so all batches share one shape."""
-    total = len(split.image_ids) if num_images < 0 else min(num_images, len(split.image_ids))
+    total = (
+        len(split.image_ids)
+        if num_images < 0
+        else min(num_images, len(split.image_ids))
+    )
     for start in range(0, total, batch_size):
         rows = np.arange(start, min(start + batch_size, total))
         n_valid = len(rows)

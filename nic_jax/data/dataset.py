@@ -80,7 +80,9 @@ def _shapes_files(data_config) -> DataFiles:
 def _cocotalk_files(data_config) -> DataFiles:
     for field in ("input_json", "input_label_h5", "input_fc_dir"):
         if not data_config[field]:
-            raise InputError(f"config data.{field} is empty; data.name='cocotalk' needs it")
+            raise InputError(
+                f"config data.{field} is empty; data.name='cocotalk' needs it"
+            )
     fc = data_config.input_fc_dir
     features = {s: fc.format(split=s) for s in ("train", "val", "test")}
     return DataFiles(
@@ -107,8 +109,10 @@ def _references_text(files: DataFiles, talk, by_id, rows, ids) -> list:
     """Evaluation references: the Karpathy json's when known, else decoded labels."""
     if by_id is None:
         return [
-            [cocotalk_lib.decode_tokens(talk.ix_to_word, r)
-             for r in cocotalk_lib.references(talk, row)]
+            [
+                cocotalk_lib.decode_tokens(talk.ix_to_word, r)
+                for r in cocotalk_lib.references(talk, row)
+            ]
             for row in rows
         ]
     missing = [int(i) for i in ids if int(i) not in by_id]
@@ -168,6 +172,10 @@ def load_dataset(
         s: _load_split(s, files, talk, by_id, fc_feat_size, need_att) for s in splits
     }
     for name, split in loaded.items():
-        logging.info("split %s: %d images from %s", name, len(split.image_ids),
-                     os.fspath(files.features[name]))
+        logging.info(
+            "split %s: %d images from %s",
+            name,
+            len(split.image_ids),
+            os.fspath(files.features[name]),
+        )
     return CaptionDataset(talk.ix_to_word, loaded, _fingerprint(talk, loaded))

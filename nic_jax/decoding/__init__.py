@@ -1,4 +1,4 @@
-"""Decoding over a pure decoder step: teacher forcing, greedy and sampling (lax.scan)."""
+"""Decoding over a pure decoder step: teacher forcing, greedy, sampling (lax.scan)."""
 
 from nic_jax.decoding.search import decode
 from nic_jax.decoding.teacher import caption_lengths, teacher_forced_logprobs

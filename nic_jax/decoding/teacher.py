@@ -12,7 +12,9 @@ from jax import lax
 
 def caption_lengths(labels: jax.Array) -> jax.Array:
     """Number of words before the first 0 (EOS/pad) along the last axis."""
-    return jnp.argmin(jnp.concatenate([labels, jnp.zeros_like(labels[..., :1])], -1) > 0, -1)
+    return jnp.argmin(
+        jnp.concatenate([labels, jnp.zeros_like(labels[..., :1])], -1) > 0, -1
+    )
 
 
 def _broadcast_over_refs(tree, num_refs: int):
@@ -76,7 +78,11 @@ def teacher_forced_logprobs(decoder, params, feats, labels, key=None, ss_prob=0.
         return (state, logprobs), picked
 
     prev = jnp.zeros((batch, num_refs, decoder.vocab_size + 1), jnp.float32)
-    xs = (jnp.arange(length + 1), jnp.moveaxis(inputs, -1, 0), jnp.moveaxis(targets, -1, 0), keys)
+    xs = (
+        jnp.arange(length + 1),
+        jnp.moveaxis(inputs, -1, 0),
+        jnp.moveaxis(targets, -1, 0),
+        keys,
+    )
     _, picked = lax.scan(body, (state, prev), xs)
     return jnp.moveaxis(picked, 0, -1)
-

@@ -26,12 +26,16 @@ def _greedy(decoder, params, feats, max_len):
     return decode(decoder, params, feats, method="greedy", max_len=max_len)[0]
 
 
-def decode_split(decoder, params, split, ix_to_word, batch_size, num_images=-1, max_len=16):
+def decode_split(
+    decoder, params, split, ix_to_word, batch_size, num_images=-1, max_len=16
+):
     """Greedy captions for the split's images: {image_id: caption}."""
     captions = {}
     batches = eval_batches(split, batch_size, decoder.uses_att, num_images)
     total = -(-len(split.image_ids) // batch_size)
-    for batch, n_valid in tqdm(batches, total=total, desc=f"decode {split.name}", leave=False):
+    for batch, n_valid in tqdm(
+        batches, total=total, desc=f"decode {split.name}", leave=False
+    ):
         feats = {k: v for k, v in batch.items() if k in ("fc", "att")}
         tokens = np.asarray(_greedy(decoder, params, feats, max_len))
         for row, toks in zip(batch["index"][:n_valid], tokens[:n_valid]):
@@ -39,12 +43,21 @@ def decode_split(decoder, params, split, ix_to_word, batch_size, num_images=-1, 
     return captions
 
 
-def evaluate_split(decoder, params, split, ix_to_word, eval_config, metrics, max_len=16):
+def evaluate_split(
+    decoder, params, split, ix_to_word, eval_config, metrics, max_len=16
+):
     """Returns (scores dict, captions {image_id: text}) for greedy decoding."""
     captions = decode_split(
-        decoder, params, split, ix_to_word, eval_config.batch_size,
-        eval_config.num_images, max_len,
+        decoder,
+        params,
+        split,
+        ix_to_word,
+        eval_config.batch_size,
+        eval_config.num_images,
+        max_len,
     )
-    refs = {int(split.image_ids[i]): split.ref_texts[i] for i in range(len(split.image_ids))}
+    refs = {
+        int(split.image_ids[i]): split.ref_texts[i] for i in range(len(split.image_ids))
+    }
     refs = {k: refs[k] for k in captions}
     return coco_scores(refs, captions, metrics), captions

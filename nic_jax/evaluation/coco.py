@@ -47,7 +47,9 @@ def ptb_tokenize(captions: dict) -> dict:
     )
 
 
-def coco_scores(references: dict, candidates: dict, metrics=METRIC_GROUPS, tokenize=False):
+def coco_scores(
+    references: dict, candidates: dict, metrics=METRIC_GROUPS, tokenize=False
+):
     """Corpus scores of `candidates` {id: str} against `references` {id: [str]}.
 
     METEOR is skipped, not failed, where Java is absent. With `tokenize`, both sides

@@ -18,6 +18,15 @@ from nic_jax.models.functional import init_params
 from nic_jax.train import checkpoint, common
 
 
+def _read_config(workdir: str) -> ConfigDict:
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return ConfigDict(json.load(f))
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: cannot read the run's config ({error})") from error
+
+
 def _choose_step(manager, metric: str, step, where: str) -> int:
     steps = manager.all_steps()
     if not steps:
@@ -38,27 +47,42 @@ def _print_samples(split, captions: dict, num: int) -> None:
             print(f"    ref: {ref}")
 
 
-def evaluate_workdir(workdir, split="test", step=None, num_images=-1, print_samples=False):
+def evaluate_workdir(
+    workdir, split="test", step=None, num_images=-1, print_samples=False
+):
     """Decodes `split` with a checkpoint of `workdir`; returns the written result."""
     where = checkpoint.checkpoint_dir(workdir)
     if not os.path.isdir(where):
         raise InputError(f"{where} does not exist; is --workdir a training workdir?")
-    config = ConfigDict(json.load(open(os.path.join(workdir, "config.json"))))
+    config = _read_config(workdir)
     metric = f"{config.evals.split}/{config.evals.best_metric}"
     manager = checkpoint.make_manager(workdir, config.ckpt, metric, read_only=True)
     chosen = _choose_step(manager, metric, step, where)
     dataset, decoder = common.setup_data_and_decoder(config, (split,))
-    checkpoint.check_vocabulary(checkpoint.restore_meta(manager, chosen), dataset.ix_to_word, where)
-    abstract = jax.eval_shape(lambda: init_params(config.model, dataset.vocab_size, jax.random.key(0)))
+    checkpoint.check_vocabulary(
+        checkpoint.restore_meta(manager, chosen), dataset.ix_to_word, where
+    )
+    abstract = jax.eval_shape(
+        lambda: init_params(config.model, dataset.vocab_size, jax.random.key(0))
+    )
     params, _ = checkpoint.restore_params(manager, chosen, abstract)
     eval_config = config.evals.copy_and_resolve_references()
     eval_config.num_images = num_images
     scores, captions = evaluate_split(
-        decoder, params, dataset.splits[split], dataset.ix_to_word, eval_config,
-        config.evals.test_metrics, config.data.max_length,
+        decoder,
+        params,
+        dataset.splits[split],
+        dataset.ix_to_word,
+        eval_config,
+        config.evals.test_metrics,
+        config.data.max_length,
     )
-    result = {"split": split, "step": chosen, "metrics": scores,
-              "captions": [{"image_id": k, "caption": v} for k, v in captions.items()]}
+    result = {
+        "split": split,
+        "step": chosen,
+        "metrics": scores,
+        "captions": [{"image_id": k, "caption": v} for k, v in captions.items()],
+    }
     name = f"eval_{split}.json" if step is None else f"eval_{split}_{step}.json"
     with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)

@@ -45,7 +45,9 @@ def _make(model_config, vocab_size: int, key):
 
 def build_decoder(model_config, vocab_size: int) -> Decoder:
     """Returns the pure `Decoder` for `config.model` and a vocabulary of V words."""
-    abstract = nnx.eval_shape(lambda: _make(model_config, vocab_size, jax.random.key(0)))
+    abstract = nnx.eval_shape(
+        lambda: _make(model_config, vocab_size, jax.random.key(0))
+    )
     graphdef, _ = nnx.split(abstract)
     cls = get_model_class(model_config.name)
     return Decoder(model_config.name, graphdef, vocab_size, cls.uses_att)

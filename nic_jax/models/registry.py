@@ -9,5 +9,7 @@ MODELS = {"fc": FCModel}
 def get_model_class(name: str):
     """Returns the NNX decoder class registered as `name`."""
     if name not in MODELS:
-        raise InputError(f"config model.name={name!r} is unknown; valid: {sorted(MODELS)}")
+        raise InputError(
+            f"config model.name={name!r} is unknown; valid: {sorted(MODELS)}"
+        )
     return MODELS[name]

@@ -40,7 +40,9 @@ def make_manager(workdir: str, ckpt_config, best_metric: str, read_only=False):
         read_only=read_only,
         create=not read_only,
     )
-    return ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS, options=options)
+    return ocp.CheckpointManager(
+        checkpoint_dir(workdir), item_names=ITEMS, options=options
+    )
 
 
 def save(manager, step: int, params, train, meta: dict, metrics=None) -> None:
@@ -84,7 +86,9 @@ def restore_params(manager, step: int, abstract_params):
 
 def restore_meta(manager, step: int) -> dict:
     """The JSON metadata (config, vocabulary, fingerprint) of `step`."""
-    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    return manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+    ).meta
 
 
 def best_step(manager, metric: str):
@@ -98,7 +102,7 @@ def best_step(manager, metric: str):
 
 
 def check_vocabulary(meta: dict, ix_to_word: dict, where: str) -> None:
-    """Refuses a checkpoint trained on another vocabulary (ids would mean other words)."""
+    """Refuses a checkpoint trained on another vocabulary (its ids mean other words)."""
     saved = meta.get("vocab", [])
     current = [ix_to_word[i] for i in sorted(ix_to_word)]
     if saved != current:

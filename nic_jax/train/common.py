@@ -42,7 +42,9 @@ def check_model_config(meta: dict, model_config, where: str) -> None:
     """Refuses to resume a checkpoint whose model has another shape."""
     saved = meta["config"]["model"]
     current = json.loads(model_config.to_json_best_effort())
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    changed = sorted(
+        k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
+    )
     if changed:
         key = changed[0]
         raise InputError(
@@ -61,7 +63,7 @@ def log_samples(split, captions: dict, num: int) -> None:
 
 
 def evaluate(decoder, params, split, ix_to_word, eval_config, metrics, max_len):
-    """Scores greedy captions of a split; returns ({'<split>/<metric>': v}, captions)."""
+    """Scores greedy captions of a split: ({'<split>/<metric>': v}, captions)."""
     scores, captions = evaluate_split(
         decoder, params, split, ix_to_word, eval_config, metrics, max_len
     )

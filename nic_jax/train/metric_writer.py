@@ -51,8 +51,10 @@ def _tensorboard_writer(workdir: str):
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
-        logging.warning("log.tensorboard=True but tensorboardX is missing: pip install "
-                        "'nic_jax[tb]'; writing metrics.jsonl only")
+        logging.warning(
+            "log.tensorboard=True but tensorboardX is missing: pip install "
+            "'nic_jax[tb]'; writing metrics.jsonl only"
+        )
         return None
     return SummaryWriter(os.path.join(workdir, "tensorboard"))
 

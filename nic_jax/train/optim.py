@@ -30,7 +30,9 @@ def lr_schedule(optim_config, steps_per_epoch: int) -> optax.Schedule:
 def make_optimizer(optim_config, steps_per_epoch: int) -> optax.GradientTransformation:
     """clip(value) -> [L2] -> Adam -> -lr(step)."""
     if optim_config.name != "adam":
-        raise InputError(f"config optim.name={optim_config.name!r} is unknown; valid: adam")
+        raise InputError(
+            f"config optim.name={optim_config.name!r} is unknown; valid: adam"
+        )
     parts = []
     if optim_config.grad_clip_value > 0:
         parts.append(optax.clip(optim_config.grad_clip_value))

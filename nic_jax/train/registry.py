@@ -8,5 +8,7 @@ TRAINERS = {"xe": xe.train_and_evaluate}
 
 def get_trainer(name: str):
     if name not in TRAINERS:
-        raise InputError(f"config trainer={name!r} is unknown; valid: {sorted(TRAINERS)}")
+        raise InputError(
+            f"config trainer={name!r} is unknown; valid: {sorted(TRAINERS)}"
+        )
     return TRAINERS[name]

@@ -39,7 +39,9 @@ class XEState:
 
 def xe_loss(decoder, params, batch, key, ss_prob):
     feats = {k: batch[k] for k in ("fc", "att") if k in batch}
-    logprobs = teacher_forced_logprobs(decoder, params, feats, batch["labels"], key, ss_prob)
+    logprobs = teacher_forced_logprobs(
+        decoder, params, feats, batch["labels"], key, ss_prob
+    )
     return masked_xe(logprobs, batch["labels"])
 
 
@@ -84,7 +86,9 @@ def _restore_or_init(config, workdir, manager, decoder, optimizer, dataset):
     if step is None:
         return init_state(config, decoder, optimizer)
     train_abstract = abstract.replace(params=None)
-    params, train, meta = checkpoint.restore(manager, step, abstract.params, train_abstract)
+    params, train, meta = checkpoint.restore(
+        manager, step, abstract.params, train_abstract
+    )
     where = checkpoint.checkpoint_dir(workdir)
     checkpoint.check_vocabulary(meta, dataset.ix_to_word, where)
     common.check_model_config(meta, config.model, where)
@@ -96,9 +100,16 @@ class _Run:
     """The mutable parts of one training run: writer, manager, timers."""
 
     def __init__(self, config, workdir, dataset, decoder):
-        self.config, self.workdir, self.dataset, self.decoder = config, workdir, dataset, decoder
+        self.config, self.workdir, self.dataset, self.decoder = (
+            config,
+            workdir,
+            dataset,
+            decoder,
+        )
         self.train = dataset.splits["train"]
-        self.steps_per_epoch = steps_per_epoch(len(self.train.image_ids), config.data.batch_size)
+        self.steps_per_epoch = steps_per_epoch(
+            len(self.train.image_ids), config.data.batch_size
+        )
         if self.steps_per_epoch == 0:
             raise ValueError("batch_size exceeds the train split")
         self.total_steps = config.xe.num_epochs * self.steps_per_epoch
@@ -108,15 +119,26 @@ class _Run:
 
     def save(self, state, metrics=None):
         step = int(state.step)
-        checkpoint.save(self.manager, step, state.params, state.replace(params=None),
-                        self.meta, metrics)
+        checkpoint.save(
+            self.manager,
+            step,
+            state.params,
+            state.replace(params=None),
+            self.meta,
+            metrics,
+        )
 
     def evaluate(self, state):
         cfg = self.config
         split = self.dataset.splits[cfg.evals.split]
         scores, captions = common.evaluate(
-            self.decoder, state.params, split, self.dataset.ix_to_word, cfg.evals,
-            cfg.evals.metrics, cfg.data.max_length,
+            self.decoder,
+            state.params,
+            split,
+            self.dataset.ix_to_word,
+            cfg.evals,
+            cfg.evals.metrics,
+            cfg.data.max_length,
         )
         common.log_samples(split, captions, cfg.evals.num_samples)
         return scores
@@ -134,23 +156,42 @@ def train_and_evaluate(config, workdir: str) -> dict:
     Returns the last validation scores.
     """
     common.save_config(config, workdir)
-    dataset, decoder = common.setup_data_and_decoder(config, ("train", config.evals.split))
+    dataset, decoder = common.setup_data_and_decoder(
+        config, ("train", config.evals.split)
+    )
     run = _Run(config, workdir, dataset, decoder)
     optimizer = make_optimizer(config.optim, run.steps_per_epoch)
     state = _restore_or_init(config, workdir, run.manager, decoder, optimizer, dataset)
     start = int(state.step)
     writer = MetricWriter(workdir, config.log.tensorboard, resume_step=start)
-    step_fn = jax.jit(functools.partial(train_step, decoder, optimizer), donate_argnums=0)
+    step_fn = jax.jit(
+        functools.partial(train_step, decoder, optimizer), donate_argnums=0
+    )
     schedule = lr_schedule(config.optim, run.steps_per_epoch)
     position = int(state.data_position)
     history, scores = [], {}
-    logging.info("XE: %d steps (%d per epoch), starting at %d", run.total_steps,
-                 run.steps_per_epoch, start)
-    for step in tqdm(range(start, run.total_steps), initial=start, total=run.total_steps,
-                     desc="xe", mininterval=5):
+    logging.info(
+        "XE: %d steps (%d per epoch), starting at %d",
+        run.total_steps,
+        run.steps_per_epoch,
+        start,
+    )
+    for step in tqdm(
+        range(start, run.total_steps),
+        initial=start,
+        total=run.total_steps,
+        desc="xe",
+        mininterval=5,
+    ):
         epoch = step // run.steps_per_epoch
-        batch = train_batch(run.train, config.seed, position, config.data.batch_size,
-                            config.data.seq_per_img, decoder.uses_att)
+        batch = train_batch(
+            run.train,
+            config.seed,
+            position,
+            config.data.batch_size,
+            config.data.seq_per_img,
+            decoder.uses_att,
+        )
         ss_prob = scheduled_sampling_prob(config.xe, epoch)
         state, metrics = step_fn(state, batch, jnp.float32(ss_prob))
         position += 1
@@ -159,8 +200,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if done % config.log.every_steps == 0 or done == run.total_steps:
             summary = common.mean_metrics(jax.device_get(history))
             _check_finite(done, summary)
-            summary.update({"train/lr": float(schedule(step)), "train/ss_prob": ss_prob,
-                            "train/epoch": done / run.steps_per_epoch})
+            summary.update(
+                {
+                    "train/lr": float(schedule(step)),
+                    "train/ss_prob": ss_prob,
+                    "train/epoch": done / run.steps_per_epoch,
+                }
+            )
             writer.write(done, summary)
             logging.info("step %d: loss %.4f", done, summary["train/loss"])
             history = []

@@ -1,4 +1,4 @@
-"""Batches: deterministic in (seed, position), one row per image, upstream caption picks."""
+"""Batches: deterministic in (seed, position), one row per image, upstream picks."""
 
 import numpy as np
 
@@ -23,9 +23,13 @@ def test_same_position_same_batch_and_epochs_cover_every_image_once():
     b = train_batch(split, 0, 7, 5, 3, False)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
-    seen = np.concatenate([train_batch(split, 0, p, 5, 3, False)["index"] for p in range(4)])
+    seen = np.concatenate(
+        [train_batch(split, 0, p, 5, 3, False)["index"] for p in range(4)]
+    )
     assert len(set(seen.tolist())) == 20  # 4 full batches of 23 images, no repeats
-    nxt = np.concatenate([train_batch(split, 0, p, 5, 3, False)["index"] for p in range(4, 8)])
+    nxt = np.concatenate(
+        [train_batch(split, 0, p, 5, 3, False)["index"] for p in range(4, 8)]
+    )
     assert set(seen.tolist()) != set(nxt.tolist()) or not np.array_equal(seen, nxt)
 
 

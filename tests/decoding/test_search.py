@@ -1,4 +1,4 @@
-"""Greedy and sampled decoding: equals a step loop, ends rows at EOS, jit-compiles once."""
+"""Greedy and sampled decoding: a step loop's result, rows end at EOS, one compile."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,9 @@ from nic_jax.decoding import decode
 from nic_jax.models.functional import build_decoder, init_params
 
 CONFIG = ConfigDict(
-    dict(name="fc", fc_feat_size=10, input_encoding_size=8, rnn_size=8, drop_prob_lm=0.5)
+    dict(
+        name="fc", fc_feat_size=10, input_encoding_size=8, rnn_size=8, drop_prob_lm=0.5
+    )
 )
 VOCAB = 6
 
@@ -44,19 +46,24 @@ def test_greedy_equals_an_argmax_loop_and_zeroes_after_eos():
 
 def test_sampling_is_keyed_and_follows_the_distribution():
     decoder, params, feats = _setup()
-    run = jax.jit(lambda k: decode(decoder, params, feats, k, method="sample", max_len=4))
+    run = jax.jit(
+        lambda k: decode(decoder, params, feats, k, method="sample", max_len=4)
+    )
     a, _ = run(jax.random.key(0))
     b, _ = run(jax.random.key(0))
     c, _ = run(jax.random.key(1))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     # First-word frequencies over many draws match the model's first-step distribution.
-    many = jax.vmap(lambda k: decode(decoder, params, feats, k, "sample", max_len=1)[0])(
-        jax.random.split(jax.random.key(2), 4000)
-    )
+    many = jax.vmap(
+        lambda k: decode(decoder, params, feats, k, "sample", max_len=1)[0]
+    )(jax.random.split(jax.random.key(2), 4000))
     ctx = decoder.encode(params, feats)
-    probs = jnp.exp(decoder.step(params, ctx, decoder.init_state(params, ctx),
-                                 jnp.zeros(5, jnp.int32))[0])
+    probs = jnp.exp(
+        decoder.step(
+            params, ctx, decoder.init_state(params, ctx), jnp.zeros(5, jnp.int32)
+        )[0]
+    )
     freq = np.stack([(many[:, :, 0] == v).mean(0) for v in range(VOCAB + 1)], -1)
     np.testing.assert_allclose(freq, probs, atol=0.03)
 
@@ -71,6 +78,6 @@ def test_compiles_once_per_shape():
         return decode(decoder, p, f)
 
     for seed in range(3):
-        params2 = jax.tree.map(lambda x: x + seed, params)
+        params2 = jax.tree.map(lambda x, s=seed: x + s, params)
         run(params2, {"fc": feats["fc"] + seed})
     assert len(traces) == 1

@@ -8,14 +8,21 @@ from ml_collections import ConfigDict
 from nic_jax.models.functional import build_decoder, init_params
 
 CONFIG = ConfigDict(
-    dict(name="fc", fc_feat_size=12, input_encoding_size=8, rnn_size=6, drop_prob_lm=0.5)
+    dict(
+        name="fc", fc_feat_size=12, input_encoding_size=8, rnn_size=6, drop_prob_lm=0.5
+    )
 )
 VOCAB = 9
 
 
 def _numpy_lstm_core(p, x, h, c):
-    """self-critical.pytorch LSTMCore written out in numpy (gate order i, f, o, max-out)."""
-    sums = x @ p["i2h"]["kernel"] + p["i2h"]["bias"] + h @ p["h2h"]["kernel"] + p["h2h"]["bias"]
+    """self-critical.pytorch LSTMCore in numpy (gate order i, f, o, max-out)."""
+    sums = (
+        x @ p["i2h"]["kernel"]
+        + p["i2h"]["bias"]
+        + h @ p["h2h"]["kernel"]
+        + p["h2h"]["bias"]
+    )
     sig = lambda z: 1 / (1 + np.exp(-z))
     n = h.shape[-1]
     i, f, o = sig(sums[:, :n]), sig(sums[:, n : 2 * n]), sig(sums[:, 2 * n : 3 * n])

@@ -1,4 +1,4 @@
-"""The self-critical.pytorch schedules: lr decay by epochs, clipping, scheduled sampling."""
+"""self-critical.pytorch schedules: lr decay by epochs, clipping, scheduled sampling."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -37,8 +37,14 @@ def test_gradients_are_clipped_elementwise_before_adam():
 
 
 def test_scheduled_sampling_ramp():
-    xe = ConfigDict(dict(ss_start_epoch=0, ss_increase_every_epochs=5,
-                         ss_increase_prob=0.05, ss_max_prob=0.25))
+    xe = ConfigDict(
+        dict(
+            ss_start_epoch=0,
+            ss_increase_every_epochs=5,
+            ss_increase_prob=0.05,
+            ss_max_prob=0.25,
+        )
+    )
     got = [scheduled_sampling_prob(xe, e) for e in (0, 4, 5, 10, 30, 100)]
     np.testing.assert_allclose(got, [0, 0, 0.05, 0.1, 0.25, 0.25])
     xe.ss_start_epoch = -1

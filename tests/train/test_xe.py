@@ -49,10 +49,13 @@ def test_loss_decreases_and_files_are_written(uninterrupted):
     losses = [m["train/loss"] for m in lines if "train/loss" in m]
     assert losses[-1] < losses[0]
     assert "val/CIDEr" in scores
-    assert json.load(open(os.path.join(workdir, "config.json")))["trainer"] == "xe"
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["trainer"] == "xe"
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, tmp_path, monkeypatch):
+def test_interrupted_then_resumed_equals_uninterrupted(
+    uninterrupted, tmp_path, monkeypatch
+):
     full_dir, config, _ = uninterrupted
     workdir = str(tmp_path / "resumed")
     real_batch = xe.train_batch
@@ -78,4 +81,6 @@ def test_interrupted_then_resumed_equals_uninterrupted(uninterrupted, tmp_path, 
     assert [m["step"] for m in full] == [m["step"] for m in resumed]
     for a, b in zip(full, resumed):
         for key in a:
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(
+                a[key], b[key], rtol=1e-6, atol=1e-6, err_msg=key
+            )
