@@ -3,10 +3,14 @@
   python -m nic_jax.prepro labels --input_json data/dataset_coco.json \
       --output_json data/cocotalk.json --output_h5 data/cocotalk
   python -m nic_jax.prepro shapes --out_dir /tmp/shapes [--num_train 8000 ...]
+  python -m nic_jax.prepro ngrams --dict_json data/cocotalk.json \
+      --input_json data/dataset_coco.json --output_pkl data/coco-train
 
 `labels` is `scripts/prepro_labels.py` (vocabulary with UNK for words seen <= 5
 times, `<output_h5>_label.h5` with 1-based start/end indices); `shapes` generates the
-synthetic dataset of the default config into a directory of your choice.
+synthetic dataset of the default config into a directory of your choice; `ngrams`
+is `scripts/prepro_ngrams.py` (CIDEr-D document frequencies of a split's references,
+from the dataset json or, with `--label_h5`, from the cocotalk labels).
 """
 
 import argparse
@@ -42,6 +46,37 @@ def _shapes(args) -> None:
     print(shapes.generate(spec, args.out_dir))
 
 
+def _ngrams(args) -> None:
+    from nic_jax.data.prepro_ngrams import prepro_ngrams
+
+    paths = prepro_ngrams(
+        args.dict_json,
+        args.output_pkl,
+        split=args.split,
+        input_json=args.input_json,
+        label_h5=args.label_h5,
+    )
+    print("wrote " + " ".join(paths))
+
+
+def _add_ngrams(sub) -> None:
+    ngrams = sub.add_parser(
+        "ngrams", help="CIDEr-D document frequencies (prepro_ngrams.py)"
+    )
+    ngrams.add_argument("--dict_json", required=True, help="cocotalk json (vocabulary)")
+    ngrams.add_argument("--input_json", default="", help="Karpathy dataset json")
+    ngrams.add_argument("--label_h5", default="", help="or: cocotalk _label.h5")
+    ngrams.add_argument(
+        "--output_pkl",
+        required=True,
+        help="prefix; writes <prefix>.npz, <prefix>-words.p, <prefix>-idxs.p",
+    )
+    ngrams.add_argument(
+        "--split", default="train", help="train (+restval), val, test, all"
+    )
+    ngrams.set_defaults(run=_ngrams)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nic_jax.prepro",
@@ -69,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--feat_dim", type=int, default=2048)
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(run=_shapes)
+    _add_ngrams(sub)
     return parser
 
 
