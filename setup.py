@@ -1,5 +1,7 @@
 """Installs nic_jax: caption decoders trained by gradient and by evolution in JAX."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
@@ -33,7 +35,7 @@ setup(
         "Image-caption decoders trained by cross-entropy, SCST, NIC-NES and NIC-ES "
         "in JAX"
     ),
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
