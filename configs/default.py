@@ -75,6 +75,11 @@ def _model(tiny: bool) -> ConfigDict:
         dict(
             name="fc",
             fc_feat_size=64 if tiny else 2048,
+            att_feat_size=64 if tiny else 2048,  # attention models (regions)
+            att_hid_size=32 if tiny else 256,  # attention MLP (512 upstream)
+            num_layers=1,  # ShowTell's stacked nn.LSTM
+            nn_map_size=32 if tiny else 512,  # IN5400 input layer output size
+            num_regions=10,  # IN5400 attention MLP outputs (K regions)
             input_encoding_size=32 if tiny else 256,
             rnn_size=32 if tiny else 256,
             drop_prob_lm=0.5,
@@ -119,6 +124,7 @@ def _evals(tiny: bool) -> ConfigDict:
             batch_size=24 if tiny else 500,
             num_images=-1,  # -1: the whole split
             metrics=("Bleu", "ROUGE_L", "CIDEr"),
+            backend="jax",  # "jax": on-device BLEU/ROUGE-L/CIDEr; "coco": pycocoevalcap
             test_metrics=("Bleu", "ROUGE_L", "CIDEr", "METEOR"),
             best_metric="CIDEr",
             final_split="test",  # evaluated with the best checkpoint after training

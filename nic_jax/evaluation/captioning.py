@@ -8,7 +8,9 @@ from tqdm import tqdm
 
 from nic_jax.data.batches import eval_batches
 from nic_jax.decoding import decode
+from nic_jax.errors import InputError
 from nic_jax.evaluation.coco import coco_scores
+from nic_jax.metrics.corpus import BACKENDS, jax_scores
 
 
 def tokens_to_text(ix_to_word: dict, tokens) -> str:
@@ -60,4 +62,32 @@ def evaluate_split(
         int(split.image_ids[i]): split.ref_texts[i] for i in range(len(split.image_ids))
     }
     refs = {k: refs[k] for k in captions}
-    return coco_scores(refs, captions, metrics), captions
+    return score_captions(
+        refs, captions, metrics, eval_config.get("backend", "jax")
+    ), captions
+
+
+def _group(metric_key: str) -> str:
+    """The metric group a score belongs to: Bleu_3 -> Bleu, ROUGE_L -> ROUGE_L."""
+    return "Bleu" if metric_key.startswith("Bleu_") else metric_key
+
+
+def score_captions(references: dict, captions: dict, metrics, backend: str) -> dict:
+    """Corpus scores of the metric groups in `metrics` (e.g. Bleu, CIDEr, METEOR).
+
+    backend "jax": BLEU, ROUGE-L and CIDEr on device (`nic_jax.metrics`, equal to
+    pycocoevalcap's to 1e-6); METEOR, which has no device version, and everything
+    under backend "coco" go through pycocoevalcap.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"evals.backend {backend!r} is unknown; valid: {BACKENDS}")
+    on_device = {"Bleu", "ROUGE_L", "CIDEr"} if backend == "jax" else set()
+    wanted = set(metrics)
+    scores = {}
+    if wanted & on_device:
+        computed = jax_scores(references, captions)
+        scores.update({k: v for k, v in computed.items() if _group(k) in wanted})
+    rest = [m for m in metrics if m not in on_device]
+    if rest:
+        scores.update(coco_scores(references, captions, rest))
+    return scores
