@@ -18,14 +18,16 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66,<5",
     "pillow>=10,<14",
     "matplotlib>=3.8,<4",
+    "scikit-learn>=1.3,<2",  # the bundled 8x8 digits of the evolution sanity task
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6"],
+    # torch: the conversion tests build PyTorch reference models (CPU wheel).
+    "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6", "torch==2.13.0"],
     "tb": ["tensorboardX>=2.6,<3"],
     # Only for importing PyTorch state_dicts; 2.13.0 is the CPU wheel the target
     # machines carry, and any range that admits it installs nothing more.
-    "torch": ["torch>=2.1,<=2.14.1"],
+    "torch": ["torch>=2.2,<=2.14.1"],
 }
 
 setup(
@@ -47,6 +49,8 @@ setup(
             "nic-train=nic_jax.main:run",
             "nic-eval=nic_jax.evaluate:run",
             "nic-prepro=nic_jax.prepro:run",
+            "nic-score=nic_jax.score:run",
+            "nic-convert=nic_jax.convert:run",
         ]
     },
 )

@@ -49,12 +49,13 @@ def teacher_forced_logprobs(decoder, params, feats, labels, key=None, ss_prob=0.
       `arange(T + 1) <= caption_lengths(labels)`.
     """
     batch, num_refs, length = labels.shape
-    ctx = decoder.encode(params, feats)
+    train = key is not None
+    encode_key, key = jax.random.split(key) if train else (None, jax.random.key(0))
+    ctx = decoder.encode(params, feats, encode_key)
     state = _broadcast_over_refs(decoder.init_state(params, ctx), num_refs)
     inputs = jnp.concatenate([jnp.zeros_like(labels[..., :1]), labels], -1)
     targets = jnp.concatenate([labels, jnp.zeros_like(labels[..., :1])], -1)
-    train = key is not None
-    keys = jax.random.split(key if train else jax.random.key(0), length + 1)
+    keys = jax.random.split(key, length + 1)
 
     def step_refs(state, tokens, step_key):
         ref_keys = jax.random.split(step_key, num_refs) if train else None

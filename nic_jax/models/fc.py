@@ -52,8 +52,9 @@ class FCModel(nnx.Module):
         self.embed = uniform_embed(vocab_size + 1, enc, 0.1, rngs)
         self.logit = uniform_linear(config.rnn_size, vocab_size + 1, 0.1, rngs)
 
-    def encode(self, feats: dict) -> dict:
-        """feats['fc'] (B, D) -> context {'img': (B, E)}."""
+    def encode(self, feats: dict, key: jax.Array | None = None) -> dict:
+        """feats['fc'] (B, D) -> context {'img': (B, E)}; no dropout here upstream."""
+        del key
         return {"img": self.img_embed(feats["fc"])}
 
     def init_state(self, ctx: dict):

@@ -25,9 +25,10 @@ class Decoder:
     def _module(self, params):
         return nnx.merge(self.graphdef, params)
 
-    def encode(self, params, feats: dict):
-        """Per-image context from features (computed once per image)."""
-        return self._module(params).encode(feats)
+    def encode(self, params, feats: dict, key=None):
+        """Per-image context from features (computed once per image); `key` is
+        the dropout key of the feature embeddings (None: evaluation)."""
+        return self._module(params).encode(feats, key)
 
     def init_state(self, params, ctx):
         """Decoder state before the BOS token, per image."""
