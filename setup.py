@@ -51,6 +51,8 @@ setup(
             "nic-prepro=nic_jax.prepro:run",
             "nic-score=nic_jax.score:run",
             "nic-convert=nic_jax.convert:run",
+            "nic-caption=nic_jax.caption:run",
+            "nic-plot=nic_jax.plot:run",
         ]
     },
 )

@@ -31,6 +31,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.model = _model(arg.tiny)
     config.optim = _optim()
     config.xe = _xe(arg.tiny)
+    config.es = _es(arg.tiny)
+    config.finetune = _finetune(arg.tiny)
     config.evals = _evals(arg.tiny)
     config.ckpt = _ckpt(arg.tiny)
     config.log = ConfigDict(dict(every_steps=10 if arg.tiny else 50, tensorboard=False))
@@ -129,6 +131,11 @@ def _evals(tiny: bool) -> ConfigDict:
             best_metric="CIDEr",
             final_split="test",  # evaluated with the best checkpoint after training
             num_samples=5,  # sample captions logged at each evaluation
+            beam_size=1,  # 1: greedy; > 1: beam search (UNK suppressed)
+            max_len=0,  # words decoded; 0: data.max_length (self-critical: 20)
+            remove_bad_endings=False,  # no EOS right after "a", "the", "with", ...
+            block_trigrams=False,  # self-critical's soft trigram blocking
+            length_penalty="",  # beam ranking: "", "avg_1" or "wu_0.7" (Wu et al.)
         )
     )
 
@@ -140,5 +147,69 @@ def _ckpt(tiny: bool) -> ConfigDict:
             max_to_keep=2,
             async_save=True,
             init_from="",
+        )
+    )
+
+
+def _finetune(tiny: bool) -> ConfigDict:
+    """A second stage in the same command: `trainer` ("nes", "es", "scst"; "" for
+    none) continues from this run's best checkpoint in `<workdir>/<trainer>`."""
+    return ConfigDict(
+        dict(
+            trainer="nes",
+            eval_every_steps=5 if tiny else 20,  # its evals.every_steps
+        )
+    )
+
+
+def _es(tiny: bool) -> ConfigDict:
+    """The `es` group of the NES and GA trainers (and of the fine-tuning stage)."""
+    return ConfigDict(
+        dict(
+            num_steps=20 if tiny else 60,  # generations
+            batch_size=8 if tiny else 50,  # unique images per generation
+            fitness="greedy",  # see nic_jax/evolution/fitness.py
+            sigma=0.002,  # mutation stdev
+            # NES
+            num_pairs=8 if tiny else 50,  # population 2n
+            optimizer="adam",  # or "sgd" (with momentum)
+            learning_rate=1e-4,  # es-img-captioning: 1e-3 to 2e-3 from scratch
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            momentum=0.9,
+            # es-img-captioning's 0.005 pulls a pretrained decoder to 0: with Adam,
+            # the L2 term outweighs the noisy fitness gradient (|g| ~ sigma / sqrt(n))
+            l2coeff=0.0,
+            divide_by_sigma=False,  # True: textbook 1/sigma (es-img-captioning: sigma)
+            # GA
+            population_size=16 if tiny else 100,  # lambda children
+            num_parents=6 if tiny else 20,  # mu
+            num_elites=1,  # podium size E
+            num_elite_candidates=2 if tiny else 3,  # C, scored on validation
+            selection="tournament",  # or "uniform"
+            tournament_size=3,
+            num_val_items=24 if tiny else 200,  # validation images for the podium
+            # noise and memory
+            noise="table",  # "table" (shared noise table) or "generated" (from keys)
+            noise_table_size=2**22 if tiny else 2**24,
+            noise_chunk_size=0,
+            eval_chunk_size=16 if tiny else 25,  # members vmapped together
+            # safe mutations: "", SM-PROPORTIONAL, SM-G-SUM, SM-G-ABS, SM-VECTOR
+            safe_mutation="",
+            sm_underflow=0.01,
+            sensitivity_file="",
+            # annealing (0 disables a trigger)
+            schedule_start=0,
+            schedule_limit=0,
+            patience=0,
+            stdev_divisor=2.0,
+            bs_multiplier=2.0,
+            stepsize_divisor=2.0,
+            # reward
+            cider_reward_weight=1.0,
+            bleu_reward_weight=0.0,
+            include_eos=True,
+            cached_tokens="",  # df file; "" counts the train references
         )
     )

@@ -38,3 +38,16 @@ def _convert(value: str, default, key: str):
         raise InputError(
             f"config argument {key}={value!r}: expected {type(default).__name__}"
         ) from error
+
+
+def sibling_config(config_file: str, name: str, arg: str | None = None) -> ConfigDict:
+    """`get_config(arg)` of the config file `name` beside `config_file` (configs
+    derive from one another wherever the configs directory lives)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(config_file).with_name(name)
+    spec = importlib.util.spec_from_file_location(f"_nic_configs_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)

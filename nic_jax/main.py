@@ -1,8 +1,10 @@
 """Trains a caption decoder: `python -m nic_jax.main --config=... --workdir=...`.
 
-The config picks the trainer (xe for now). Re-running the same command on the same
-workdir resumes from its latest checkpoint. With `evals.final_split` set, the best
-checkpoint is then evaluated on that split and the metrics printed as one JSON line.
+The config picks the trainer and, in `finetune`, an optional second stage (the
+default: XE, then NES fine-tuning in `<workdir>/nes`). Re-running the same command
+on the same workdir resumes where it stopped. With `evals.final_split` set, each
+stage's best checkpoint is then evaluated on that split and its metrics printed as
+one JSON line, and the validation CIDEr-D before and after fine-tuning.
 """
 
 from absl import flags, logging
@@ -10,7 +12,7 @@ from ml_collections import config_flags
 
 from nic_jax import app
 from nic_jax.evaluation.workdir import evaluate_workdir
-from nic_jax.train.registry import get_trainer
+from nic_jax.train import pipeline
 
 FLAGS = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -24,9 +26,16 @@ def main(argv) -> None:
         raise app.InputError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
     logging.info("config:\n%s", config)
-    get_trainer(config.trainer)(config, FLAGS.value)
-    if config.evals.final_split:
-        evaluate_workdir(FLAGS.value, config.evals.final_split, print_samples=True)
+    stages = pipeline.run_stages(config, FLAGS.value)
+    if not config.evals.final_split:
+        return
+    for name, workdir in stages:
+        print(f"{name}: best checkpoint of {workdir}", flush=True)
+        evaluate_workdir(workdir, config.evals.final_split, print_samples=True)
+    if len(stages) > 1:
+        name, workdir = stages[-1]
+        before, best = pipeline.first_and_best(workdir, "val/CIDEr-D")
+        print(f"val CIDEr-D before {name}: {before:.4f}, best after: {best:.4f}")
 
 
 def run() -> None:

@@ -3,6 +3,8 @@
   python -m nic_jax.prepro labels --input_json data/dataset_coco.json \
       --output_json data/cocotalk.json --output_h5 data/cocotalk
   python -m nic_jax.prepro shapes --out_dir /tmp/shapes [--num_train 8000 ...]
+  python -m nic_jax.prepro feats --images_root data/images \
+      --weights data/imagenet_weights/resnet101.pth --output_dir data/cocotalk
   python -m nic_jax.prepro ngrams --dict_json data/cocotalk.json \
       --input_json data/dataset_coco.json --output_pkl data/coco-train
 
@@ -10,7 +12,9 @@
 times, `<output_h5>_label.h5` with 1-based start/end indices); `shapes` generates the
 synthetic dataset of the default config into a directory of your choice; `ngrams`
 is `scripts/prepro_ngrams.py` (CIDEr-D document frequencies of a split's references,
-from the dataset json or, with `--label_h5`, from the cocotalk labels).
+from the dataset json or, with `--label_h5`, from the cocotalk labels); `feats` is
+`scripts/prepro_feats.py` (ResNet `<output_dir>_fc/<id>.npy` and `_att/<id>.npz`,
+weights from a local file only; ids from `--input_json` as upstream, else file names).
 """
 
 import argparse
@@ -77,6 +81,49 @@ def _add_ngrams(sub) -> None:
     ngrams.set_defaults(run=_ngrams)
 
 
+def _feats(args) -> None:
+    from nic_jax.encoders import write_feature_dirs
+
+    dirs = write_feature_dirs(
+        args.images_root,
+        args.weights,
+        args.output_dir,
+        model=args.model,
+        variant=args.variant,
+        att_size=args.att_size,
+        input_json=args.input_json,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+    )
+    print("wrote " + " ".join(dirs))
+
+
+def _add_feats(sub) -> None:
+    feats = sub.add_parser(
+        "feats", help="ResNet fc/att features of raw images (prepro_feats.py)"
+    )
+    feats.add_argument("--images_root", required=True, help="folder of images")
+    feats.add_argument(
+        "--weights", required=True, help="local .npz or torchvision-layout .pth"
+    )
+    feats.add_argument("--output_dir", required=True, help="writes <dir>_fc, <dir>_att")
+    feats.add_argument("--model", default="resnet101", help="resnet50/101/152")
+    feats.add_argument(
+        "--variant",
+        default="caffe",
+        choices=("caffe", "torchvision"),
+        help="caffe: self-critical's misc/resnet.py and its imagenet_weights; "
+        "torchvision: torchvision's ImageNet .pth files",
+    )
+    feats.add_argument("--att_size", type=int, default=14, help="14x14 or 7x7 grid")
+    feats.add_argument(
+        "--input_json", default="", help="Karpathy json: images and ids (cocoid)"
+    )
+    feats.add_argument("--image_size", type=int, default=0, help="resize; 0: none")
+    feats.add_argument("--batch_size", type=int, default=8, help="same-size images")
+    feats.set_defaults(run=_feats)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nic_jax.prepro",
@@ -105,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(run=_shapes)
     _add_ngrams(sub)
+    _add_feats(sub)
     return parser
 
 

@@ -32,10 +32,13 @@ def test_train_then_evaluate_print_one_json_line_each(tmp_path):
     workdir = str(tmp_path / "w")
     train = _run(["nic_jax.main", *TINY, f"--workdir={workdir}"])
     assert train.returncode == 0, train.stderr[-3000:]
-    metrics = _json_lines(train.stdout)
-    assert len(metrics) == 1 and metrics[0]["split"] == "test"
-    assert {"Bleu_4", "ROUGE_L", "CIDEr"} <= set(metrics[0])
-    assert train.stdout.count("    ref: ") >= 5  # sample captions with references
+    metrics = _json_lines(train.stdout)  # XE, then its NES fine-tuning
+    assert [m["split"] for m in metrics] == ["test", "test"]
+    for stage in metrics:
+        assert {"Bleu_4", "ROUGE_L", "CIDEr"} <= set(stage)
+    assert train.stdout.count("    ref: ") >= 10  # sample captions with references
+    assert "val CIDEr-D before nes: " in train.stdout
+    assert os.path.isdir(os.path.join(workdir, "nes", "checkpoints"))
 
     evaluation = _run(["nic_jax.evaluate", f"--workdir={workdir}", "--split=test"])
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
@@ -61,6 +64,7 @@ def test_sigkill_then_same_command_resumes_to_the_same_result(tmp_path):
         *TINY,
         "--config.xe.num_epochs=12",
         "--config.evals.final_split=",
+        "--config.finetune.trainer=",  # tests/train/test_evolution.py: NES resume
     ]
     full = _run([*args, f"--workdir={tmp_path / 'full'}"])
     assert full.returncode == 0, full.stderr[-3000:]

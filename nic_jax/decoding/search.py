@@ -1,13 +1,127 @@
 """Greedy and sampled caption decoding with `lax.scan`, one row per image.
 
-Matches self-critical.pytorch's `_sample`: BOS (0) first, then up to `max_len` words;
-once a row emits EOS (0) it stays 0 and its later log-probs are 0, so a caption's
-log-prob sums over its words and its EOS.
+Matches self-critical.pytorch's `AttModel._sample`: BOS (0) first, then up to
+`max_len` words; once a row emits EOS (0) it stays 0 and its later log-probs are 0,
+so a caption's log-prob sums over its words and its EOS.
+
+The decoding options users rely on (`DecodeOptions`) are applied to each step's
+log-probs by `constrain_logprobs`, here and in beam search (`decoding/beam.py`):
+`remove_bad_endings` (no EOS right after "a", "the", "with", ...; the word list of
+self-critical.pytorch's `misc/utils.py`), UNK suppression, and trigram blocking
+(self-critical's `block_trigrams`: each earlier occurrence of the trigram a
+candidate would complete costs 2 ln 2; the hard form forbids it).
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from nic_jax.errors import InputError
+
+BAD_ENDINGS = (
+    "with", "in", "on", "of", "a", "at", "to", "for", "an", "this", "his", "her",
+    "that", "the",
+)  # fmt: skip
+SOFT_TRIGRAM_PENALTY = 0.693 * 2.0  # self-critical's ln(1/2) * alpha, alpha = 2
+HARD_TRIGRAM_PENALTY = float("inf")
+LENGTH_PENALTIES = ("avg", "wu")
+
+
+def bad_ending_ids(ix_to_word: dict) -> tuple[int, ...]:
+    """Ids of the vocabulary words a caption must not end with, sorted."""
+    return tuple(sorted(int(i) for i, w in ix_to_word.items() if w in BAD_ENDINGS))
+
+
+def parse_length_penalty(spec: str) -> tuple[str, float]:
+    """'' -> ('', 0); 'avg_1' -> ('avg', 1.0); 'wu_0.7' -> ('wu', 0.7)."""
+    if spec == "":
+        return "", 0.0
+    kind, _, alpha = spec.partition("_")
+    try:
+        value = float(alpha)
+    except ValueError:
+        value = None
+    if kind not in LENGTH_PENALTIES or value is None:
+        raise InputError(
+            f"length_penalty={spec!r} is not understood; expected '' (none), "
+            "'avg_<alpha>' (mean log-prob) or 'wu_<alpha>' (Wu et al. 2016), "
+            "e.g. 'wu_0.7'"
+        )
+    return kind, value
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+    """Step constraints and beam ranking; hashable, so it can be a static argument.
+
+    bad_endings: word ids after which EOS is forbidden (`bad_ending_ids`).
+    trigram_penalty: log-prob cost per earlier occurrence of a trigram; 0 off,
+      `SOFT_TRIGRAM_PENALTY` as self-critical.pytorch, `HARD_TRIGRAM_PENALTY` forbids.
+    suppress_unk: forbid the last word id V (self-critical's `UNK`).
+    length_penalty: beam search ranking of finished captions ('', 'avg_a', 'wu_a').
+    """
+
+    bad_endings: tuple[int, ...] = ()
+    trigram_penalty: float = 0.0
+    suppress_unk: bool = False
+    length_penalty: str = ""
+
+    def __post_init__(self):
+        parse_length_penalty(self.length_penalty)
+        if not self.trigram_penalty >= 0.0:
+            raise InputError(
+                f"trigram_penalty={self.trigram_penalty} must be >= 0 (0 is off)"
+            )
+        if 0 in self.bad_endings:
+            raise InputError("bad_endings holds word ids 1..V; 0 is EOS")
+
+
+def _trigram_counts(history, t, num_outputs: int):
+    """(R, V + 1): how often each word would repeat a trigram of `history`.
+
+    history (R, L) holds the words chosen at steps < t. Counts the earlier trigrams
+    (h[s], h[s+1], h[s+2]), s + 2 < t, that start with (h[t-2], h[t-1]).
+    """
+    rows, length = history.shape
+    last_two = lax.dynamic_slice_in_dim(history, jnp.maximum(t - 2, 0), 2, axis=1)
+    starts = jnp.arange(length - 2)
+    match = (
+        (history[:, :-2] == last_two[:, :1])
+        & (history[:, 1:-1] == last_two[:, 1:])
+        & (starts + 2 < t)[None]
+    )
+    row_ids = jnp.broadcast_to(jnp.arange(rows)[:, None], match.shape)
+    counts = jnp.zeros((rows, num_outputs), jnp.float32)
+    return counts.at[row_ids, history[:, 2:]].add(match.astype(jnp.float32))
+
+
+def constrain_logprobs(logprobs, history, t, options: DecodeOptions):
+    """Applies `options` to one step's log-probs.
+
+    Args:
+      logprobs: (R, V + 1) of the step that chooses word t.
+      history: (R, L) int words chosen at steps < t (anything after).
+      t: step index (may be traced).
+
+    Returns:
+      (R, V + 1) log-probs with forbidden words at -inf and trigram costs paid.
+    """
+    num_outputs = logprobs.shape[-1]
+    if options.bad_endings:
+        prev = jnp.where(t > 0, jnp.take(history, jnp.maximum(t - 1, 0), axis=1), 0)
+        bad = jnp.isin(prev, jnp.asarray(options.bad_endings))
+        logprobs = logprobs.at[:, 0].set(jnp.where(bad, -jnp.inf, logprobs[:, 0]))
+    if options.suppress_unk:
+        logprobs = logprobs.at[:, num_outputs - 1].set(-jnp.inf)
+    if options.trigram_penalty > 0.0 and history.shape[1] >= 3:
+        counts = _trigram_counts(history, t, num_outputs)
+        if options.trigram_penalty == HARD_TRIGRAM_PENALTY:
+            logprobs = jnp.where(counts > 0, -jnp.inf, logprobs)
+        else:
+            logprobs = logprobs - options.trigram_penalty * counts
+    return logprobs
 
 
 def _select(logprobs, key, method: str, temperature: float):
@@ -26,6 +140,7 @@ def decode(
     method: str = "greedy",
     temperature: float = 1.0,
     max_len: int = 16,
+    options: DecodeOptions | None = None,
 ):
     """Decodes one caption per image.
 
@@ -33,26 +148,34 @@ def decode(
       decoder: a `models.functional.Decoder`; params: its params.
       feats: per-image features, leading dim B.
       key: PRNG key for `method="sample"`.
-      method: "greedy" or "sample".
+      method: "greedy" or "sample" (from softmax(log-probs / temperature)).
+      options: step constraints (`DecodeOptions`); None applies none.
 
     Returns:
-      tokens (B, max_len) int32, 0 after the end; logprobs (B, max_len) of the
-      chosen tokens (EOS included, 0 after it).
+      tokens (B, max_len) int32, 0 after the end; logprobs (B, max_len): the
+      model's log-probs of the chosen tokens (EOS included, 0 after it), before
+      constraints and temperature.
     """
+    options = options or DecodeOptions()
     ctx = decoder.encode(params, feats)
     state = decoder.init_state(params, ctx)
     batch = jax.tree.leaves(state)[0].shape[0]
     keys = jax.random.split(key if key is not None else jax.random.key(0), max_len)
 
-    def body(carry, step_key):
-        state, token, done = carry
+    def body(carry, xs):
+        state, history, done = carry
+        t, step_key = xs
+        token = jnp.where(t > 0, jnp.take(history, jnp.maximum(t - 1, 0), 1), 0)
         logprobs, state = decoder.step(params, ctx, state, token)
-        token = _select(logprobs, step_key, method, temperature).astype(jnp.int32)
+        allowed = constrain_logprobs(logprobs, history, t, options)
+        token = _select(allowed, step_key, method, temperature).astype(jnp.int32)
         token_logprob = jnp.take_along_axis(logprobs, token[:, None], -1)[:, 0]
         token = jnp.where(done, 0, token)
         token_logprob = jnp.where(done, 0.0, token_logprob)
-        return (state, token, done | (token == 0)), (token, token_logprob)
+        history = history.at[:, t].set(token)
+        return (state, history, done | (token == 0)), token_logprob
 
-    init = (state, jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), bool))
-    _, (tokens, logprobs) = lax.scan(body, init, keys)
-    return tokens.T, logprobs.T
+    history = jnp.zeros((batch, max_len), jnp.int32)
+    init = (state, history, jnp.zeros((batch,), bool))
+    (_, tokens, _), logprobs = lax.scan(body, init, (jnp.arange(max_len), keys))
+    return tokens, logprobs.T

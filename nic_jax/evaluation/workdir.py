@@ -1,42 +1,41 @@
 """Evaluates a workdir's checkpoint on a split: the library behind `nic_jax.evaluate`.
 
 Restores params only (the best validation checkpoint unless a step is named),
-decodes the split greedily, writes `<workdir>/eval_<split>[_<step>].json` (metrics
-and captions) and prints the metrics as one JSON line.
+decodes the split as `config.evals` says (greedy or beam search, with the decoding
+options; `decoding` overrides them), writes `<workdir>/eval_<split>[_<step>].json`
+(metrics, captions, decoding) and prints the metrics as one JSON line.
 """
 
 import json
 import os
 
-import jax
 from absl import logging
 from ml_collections import ConfigDict
 
 from nic_jax.errors import InputError
 from nic_jax.evaluation.captioning import evaluate_split
-from nic_jax.models.functional import init_params
+from nic_jax.evaluation.restore import load_workdir_model
 from nic_jax.train import checkpoint, common
 
+# config.evals decoding fields and their values for configs written before them.
+DECODING_DEFAULTS = {
+    "beam_size": 1,
+    "max_len": 0,
+    "remove_bad_endings": False,
+    "block_trigrams": False,
+    "length_penalty": "",
+}
 
-def _read_config(workdir: str) -> ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return ConfigDict(json.load(f))
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: cannot read the run's config ({error})") from error
 
-
-def _choose_step(manager, metric: str, step, where: str) -> int:
-    steps = manager.all_steps()
-    if not steps:
-        raise InputError(f"no checkpoint in {where}; train first with nic_jax.main")
-    if step is None:
-        best = checkpoint.best_step(manager, metric)
-        return best if best is not None else manager.latest_step()
-    if step not in steps:
-        raise InputError(f"--step={step}: no such checkpoint in {where}; found {steps}")
-    return step
+def _override_decoding(eval_config: ConfigDict, decoding: dict) -> None:
+    """Sets the decoding fields named in `decoding` (unknown names are an error)."""
+    unknown = sorted(set(decoding) - set(DECODING_DEFAULTS))
+    if unknown:
+        raise InputError(
+            f"decoding option(s) {unknown} unknown; valid: {list(DECODING_DEFAULTS)}"
+        )
+    for name, value in decoding.items():
+        eval_config[name] = value
 
 
 def _print_samples(split, captions: dict, num: int) -> None:
@@ -48,26 +47,30 @@ def _print_samples(split, captions: dict, num: int) -> None:
 
 
 def evaluate_workdir(
-    workdir, split="test", step=None, num_images=-1, print_samples=False
+    workdir,
+    split="test",
+    step=None,
+    num_images=-1,
+    print_samples=False,
+    decoding=None,
 ):
-    """Decodes `split` with a checkpoint of `workdir`; returns the written result."""
-    where = checkpoint.checkpoint_dir(workdir)
-    if not os.path.isdir(where):
-        raise InputError(f"{where} does not exist; is --workdir a training workdir?")
-    config = _read_config(workdir)
-    metric = f"{config.evals.split}/{config.evals.best_metric}"
-    manager = checkpoint.make_manager(workdir, config.ckpt, metric, read_only=True)
-    chosen = _choose_step(manager, metric, step, where)
-    dataset, decoder = common.setup_data_and_decoder(config, (split,))
-    checkpoint.check_vocabulary(
-        checkpoint.restore_meta(manager, chosen), dataset.ix_to_word, where
+    """Decodes `split` with a checkpoint of `workdir`; returns the written result.
+
+    `decoding` overrides the run's `config.evals` decoding fields (beam_size,
+    max_len, remove_bad_endings, block_trigrams, length_penalty); None keeps them.
+    """
+    model = load_workdir_model(workdir, step)
+    config, decoder, params, chosen = (
+        model.config,
+        model.decoder,
+        model.params,
+        model.step,
     )
-    abstract = jax.eval_shape(
-        lambda: init_params(config.model, dataset.vocab_size, jax.random.key(0))
-    )
-    params, _ = checkpoint.restore_params(manager, chosen, abstract)
+    dataset, _ = common.setup_data_and_decoder(config, (split,))
+    checkpoint.check_vocabulary(model.meta, dataset.ix_to_word, model.where)
     eval_config = config.evals.copy_and_resolve_references()
     eval_config.num_images = num_images
+    _override_decoding(eval_config, decoding or {})
     scores, captions = evaluate_split(
         decoder,
         params,
@@ -81,6 +84,7 @@ def evaluate_workdir(
         "split": split,
         "step": chosen,
         "metrics": scores,
+        "decoding": {k: eval_config.get(k, v) for k, v in DECODING_DEFAULTS.items()},
         "captions": [{"image_id": k, "caption": v} for k, v in captions.items()],
     }
     name = f"eval_{split}.json" if step is None else f"eval_{split}_{step}.json"

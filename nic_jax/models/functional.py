@@ -55,6 +55,14 @@ def build_decoder(model_config, vocab_size: int) -> Decoder:
 
 
 def init_params(model_config, vocab_size: int, key) -> dict:
-    """Fresh params as a plain nested dict of arrays."""
-    _, state = nnx.split(_make(model_config, vocab_size, key))
-    return nnx.to_pure_dict(state)
+    """Fresh params as a plain nested dict of arrays.
+
+    The initialisers run as one jit-compiled program: run eagerly, each distinct
+    shape compiles its own small kernels (seconds for an attention model).
+    """
+
+    def make(key):
+        _, state = nnx.split(_make(model_config, vocab_size, key))
+        return nnx.to_pure_dict(state)
+
+    return jax.jit(make)(key)

@@ -1,16 +1,43 @@
-"""Pieces every trainer shares: data and decoder set-up, metadata, evaluation logs."""
+"""Pieces every trainer shares: data and decoder set-up, the train state, where
+params start (fresh, `ckpt.init_from`, or the workdir's latest checkpoint), the step
+loop with its logging, validation and checkpoints.
+
+Resume order (every gradient trainer): restore the latest checkpoint (params,
+optimizer state, key, data position, best score), truncate metrics.jsonl after that
+step, continue; the numbers equal an uninterrupted run.
+"""
 
 import json
 import os
 
+import flax
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import logging
+from tqdm import tqdm
 
+from nic_jax.data.batches import steps_per_epoch
 from nic_jax.data.dataset import load_dataset
 from nic_jax.errors import InputError
 from nic_jax.evaluation.captioning import evaluate_split
-from nic_jax.models.functional import build_decoder
+from nic_jax.models.functional import build_decoder, init_params
 from nic_jax.models.registry import get_model_class
+from nic_jax.train import checkpoint
+from nic_jax.train.metric_writer import MetricWriter
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a gradient trainer needs to continue exactly."""
+
+    step: jax.Array  # () int32: optimizer steps taken
+    params: dict
+    opt_state: optax.OptState
+    key: jax.Array  # raw key data of the run's base key
+    data_position: jax.Array  # () int32: training batches consumed
+    best_score: jax.Array  # () float32: best validation score so far
 
 
 def save_config(config, workdir: str) -> None:
@@ -42,9 +69,9 @@ def check_model_config(meta: dict, model_config, where: str) -> None:
     """Refuses to resume a checkpoint whose model has another shape."""
     saved = meta["config"]["model"]
     current = json.loads(model_config.to_json_best_effort())
-    changed = sorted(
-        k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
-    )
+    # keys one side lacks come from another version of the config: a checkpoint
+    # written before a key existed was built without it
+    changed = sorted(k for k in set(saved) & set(current) if saved[k] != current[k])
     if changed:
         key = changed[0]
         raise InputError(
@@ -75,3 +102,243 @@ def evaluate(decoder, params, split, ix_to_word, eval_config, metrics, max_len):
 def mean_metrics(history: list) -> dict:
     """Averages a list of per-step metric dicts (host floats)."""
     return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+
+
+def _check_same_model(meta: dict, model_config, where: str) -> None:
+    """As `check_model_config`, but dropout rates may differ (they hold no params)."""
+    current = json.loads(model_config.to_json_best_effort())
+    saved = dict(meta["config"]["model"])
+    saved.update({k: v for k, v in current.items() if k.startswith("drop")})
+    check_model_config({"config": {"model": saved}}, model_config, where)
+
+
+def _source_metric(workdir: str, default: str) -> str:
+    """The validation metric that picked the best checkpoint of another run."""
+    try:
+        with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+            evals = json.load(f)["evals"]
+        return f"{evals['split']}/{evals['best_metric']}"
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return default
+
+
+def load_init_params(config, dataset, abstract_params) -> dict:
+    """Params of `config.ckpt.init_from` (a workdir): its best validation
+    checkpoint, else its latest. Only params are read; vocabulary and model must
+    match (dropout rates may differ)."""
+    source = config.ckpt.init_from
+    where = checkpoint.checkpoint_dir(source)
+    if not os.path.isdir(where):
+        raise InputError(
+            f"config ckpt.init_from={source!r}: {where} does not exist; expected the "
+            "workdir of a finished training run"
+        )
+    metric = _source_metric(source, f"{config.evals.split}/{config.evals.best_metric}")
+    manager = checkpoint.make_manager(source, config.ckpt, metric, read_only=True)
+    step = checkpoint.best_step(manager, metric)
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise InputError(f"config ckpt.init_from={source!r}: no checkpoint in {where}")
+    meta = checkpoint.restore_meta(manager, step)
+    checkpoint.check_vocabulary(meta, dataset.ix_to_word, where)
+    _check_same_model(meta, config.model, where)
+    params, _ = checkpoint.restore_params(manager, step, abstract_params)
+    logging.info("initial params from step %d of %s", step, where)
+    return params
+
+
+def initial_params(config, dataset, params_key) -> dict:
+    """Fresh params from `params_key`, or those of `ckpt.init_from` when set."""
+    fresh = lambda: init_params(config.model, dataset.vocab_size, params_key)
+    if config.ckpt.get("init_from", ""):
+        return load_init_params(config, dataset, jax.eval_shape(fresh))
+    return fresh()
+
+
+def new_train_state(config, dataset, optimizer) -> TrainState:
+    """Step 0: fresh params from `config.seed`, or those of `ckpt.init_from`."""
+    params_key, run_key = jax.random.split(jax.random.key(config.seed))
+    params = initial_params(config, dataset, params_key)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        key=jax.random.key_data(run_key),
+        data_position=jnp.zeros((), jnp.int32),
+        best_score=jnp.full((), -jnp.inf, jnp.float32),
+    )
+    # one placement for every leaf (restored params are committed, fresh zeros are
+    # not): the step's outputs then match its inputs and it compiles once
+    return jax.device_put(state, jax.devices()[0])
+
+
+def step_key(state: TrainState) -> jax.Array:
+    """The PRNG key of the update at `state.step` (the base key folded with it)."""
+    return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+
+
+def advance(state: TrainState, params, opt_state) -> TrainState:
+    """The state after one update that consumed one batch."""
+    return state.replace(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        data_position=state.data_position + 1,
+    )
+
+
+def restore_or_init(run, optimizer) -> TrainState:
+    """The workdir's latest state, or step 0 (`new_train_state`) when it has none."""
+    return restore_or_make(
+        run, lambda config: new_train_state(config, run.dataset, optimizer)
+    )
+
+
+def restore_or_make(run, make_state):
+    """The workdir's latest state, or `make_state(config)` (step 0) when it has none.
+
+    The state is any pytree with a `params` field (saved as its own item).
+    """
+    step = run.manager.latest_step()
+    if step is None:
+        return make_state(run.config)
+    config = run.config.copy_and_resolve_references()
+    config.ckpt.init_from = ""  # the shapes only: never read another run here
+    abstract = jax.eval_shape(lambda: make_state(config))
+    params, train, meta = checkpoint.restore(
+        run.manager, step, abstract.params, abstract.replace(params=None)
+    )
+    where = checkpoint.checkpoint_dir(run.workdir)
+    checkpoint.check_vocabulary(meta, run.dataset.ix_to_word, where)
+    check_model_config(meta, run.config.model, where)
+    logging.info("resumed from step %d of %s", step, where)
+    return train.replace(params=params)
+
+
+class Run:
+    """The fixed parts of one training run: data, sizes, checkpoints, validation."""
+
+    def __init__(
+        self, config, workdir, dataset, decoder, num_epochs: int, total_steps=None
+    ):
+        self.config, self.workdir = config, workdir
+        self.dataset, self.decoder = dataset, decoder
+        self.train = dataset.splits["train"]
+        self.steps_per_epoch = steps_per_epoch(
+            len(self.train.image_ids), config.data.batch_size
+        )
+        if self.steps_per_epoch == 0:
+            raise InputError(
+                f"config data.batch_size={config.data.batch_size} exceeds the "
+                f"{len(self.train.image_ids)} images of the train split"
+            )
+        self.total_steps = (
+            num_epochs * self.steps_per_epoch if total_steps is None else total_steps
+        )
+        self.best_key = f"{config.evals.split}/{config.evals.best_metric}"
+        self.manager = checkpoint.make_manager(workdir, config.ckpt, self.best_key)
+        self.meta = checkpoint_meta(config, dataset)
+
+    def save(self, state: TrainState, metrics=None) -> None:
+        checkpoint.save(
+            self.manager,
+            int(state.step),
+            state.params,
+            state.replace(params=None),
+            self.meta,
+            metrics,
+        )
+
+    def validate(self, state: TrainState, writer, step: int, extra_fn=None):
+        """Scores the validation split, keeps the best score and saves.
+
+        extra_fn(params) -> {name: value} adds scores (e.g. on-device CIDEr-D).
+        Returns (state, scores).
+        """
+        cfg = self.config
+        split = self.dataset.splits[cfg.evals.split]
+        scores, captions = evaluate(
+            self.decoder,
+            state.params,
+            split,
+            self.dataset.ix_to_word,
+            cfg.evals,
+            cfg.evals.metrics,
+            cfg.data.max_length,
+        )
+        log_samples(split, captions, cfg.evals.num_samples)
+        if extra_fn is not None:
+            extra = {f"{split.name}/{k}": v for k, v in extra_fn(state.params).items()}
+            logging.info("%s: %s", split.name, extra)
+            scores.update(extra)
+        best = max(float(state.best_score), scores[self.best_key])
+        state = state.replace(best_score=jnp.float32(best))
+        writer.write(step, scores)
+        self.save(state, scores)
+        return state, scores
+
+
+def _log_train(writer, step: int, history: list, extras: dict, loss_key: str):
+    summary = mean_metrics(jax.device_get(history))
+    loss = summary[loss_key]
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"{loss_key} is {loss} at step {step}; stopping")
+    summary.update(extras)
+    writer.write(step, summary)
+    logging.info("step %d: %s %.4f", step, loss_key, loss)
+
+
+def fit(
+    run: Run,
+    state,
+    step_fn,
+    batch_fn,
+    extras_fn,
+    name: str,
+    loss_key: str = "train/loss",
+    validate_fn=None,
+    validate_first: bool = False,
+):
+    """Runs `state` to `run.total_steps`; returns the last validation scores.
+
+    step_fn(state, batch, step) -> (state, metrics) runs one update;
+    batch_fn(position) -> the host batch at a data position;
+    extras_fn(step) -> host values logged beside the step metrics;
+    loss_key: the logged metric that must stay finite;
+    validate_fn(state, writer, step) -> (state, scores), default `run.validate`;
+    validate_first: score the starting point too (step 0 of a fine-tuning run).
+    """
+    validate_fn = run.validate if validate_fn is None else validate_fn
+    cfg = run.config
+    start = int(state.step)
+    writer = MetricWriter(run.workdir, cfg.log.tensorboard, resume_step=start)
+    position = int(state.data_position)
+    history, scores = [], {}
+    logging.info(
+        "%s: %d steps (%d per epoch), starting at %d",
+        name.upper(),
+        run.total_steps,
+        run.steps_per_epoch,
+        start,
+    )
+    if validate_first and start == 0:
+        state, scores = validate_fn(state, writer, 0)
+    steps = range(start, run.total_steps)
+    for step in tqdm(
+        steps, initial=start, total=run.total_steps, desc=name, mininterval=5
+    ):
+        state, metrics = step_fn(state, batch_fn(position), step)
+        position += 1
+        history.append(metrics)
+        done = step + 1
+        last = done == run.total_steps
+        if done % cfg.log.every_steps == 0 or last:
+            _log_train(writer, done, history, extras_fn(step), loss_key)
+            history = []
+        if done % cfg.evals.every_steps == 0 or last:
+            state, scores = validate_fn(state, writer, done)
+        elif done % cfg.ckpt.every_steps == 0:
+            run.save(state)
+    run.manager.wait_until_finished()
+    writer.close()
+    return scores

@@ -1,9 +1,14 @@
 """Registry of trainers by `config.trainer`: each is `fn(config, workdir) -> scores`."""
 
 from nic_jax.errors import InputError
-from nic_jax.train import xe
+from nic_jax.train import es, nes, scst, xe
 
-TRAINERS = {"xe": xe.train_and_evaluate}
+TRAINERS = {
+    "xe": xe.train_and_evaluate,
+    "scst": scst.train_and_evaluate,
+    "nes": nes.train_and_evaluate,
+    "es": es.train_and_evaluate,
+}
 
 
 def get_trainer(name: str):

@@ -5,7 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from nic_jax.decoding import decode
+from nic_jax.decoding import (
+    HARD_TRIGRAM_PENALTY,
+    SOFT_TRIGRAM_PENALTY,
+    DecodeOptions,
+    constrain_logprobs,
+    decode,
+)
 from nic_jax.models.functional import build_decoder, init_params
 
 CONFIG = ConfigDict(
@@ -81,3 +87,65 @@ def test_compiles_once_per_shape():
         params2 = jax.tree.map(lambda x, s=seed: x + s, params)
         run(params2, {"fc": feats["fc"] + seed})
     assert len(traces) == 1
+
+
+def test_sampling_temperature_divides_the_log_probs():
+    decoder, params, feats = _setup()
+    params["logit"]["kernel"] = params["logit"]["kernel"] * 10
+    temperature = 0.5
+    many = jax.vmap(
+        lambda k: decode(decoder, params, feats, k, "sample", temperature, 1)
+    )(jax.random.split(jax.random.key(3), 4000))
+    ctx = decoder.encode(params, feats)
+    logprobs, _ = decoder.step(
+        params, ctx, decoder.init_state(params, ctx), jnp.zeros(5, jnp.int32)
+    )
+    tempered = jax.nn.softmax(logprobs / temperature, -1)
+    freq = np.stack([(many[0][:, :, 0] == v).mean(0) for v in range(VOCAB + 1)], -1)
+    np.testing.assert_allclose(freq, tempered, atol=0.03)
+    assert np.abs(tempered - jnp.exp(logprobs)).max() > 0.1  # T matters here
+    # The returned log-probs are the model's, not the tempered ones.
+    picked = np.take_along_axis(np.asarray(logprobs), many[0][0], -1)
+    np.testing.assert_allclose(many[1][0], picked, atol=1e-6)
+
+
+def _reference_constraints(logprobs, history, t, options):
+    """Python loops over self-critical.pytorch's rules, one row at a time."""
+    out = np.array(logprobs, np.float64)
+    for r, words in enumerate(np.asarray(history)[:, :t].tolist()):
+        if words and words[-1] in options.bad_endings:
+            out[r, 0] = -np.inf
+        if options.suppress_unk:
+            out[r, -1] = -np.inf
+        if len(words) < 2 or not options.trigram_penalty:
+            continue
+        seen = {}
+        for i in range(len(words) - 2):
+            key = tuple(words[i : i + 3])
+            seen[key] = seen.get(key, 0) + 1
+        for word in range(out.shape[1]):
+            count = seen.get((words[-2], words[-1], word), 0)
+            if count and options.trigram_penalty == HARD_TRIGRAM_PENALTY:
+                out[r, word] = -np.inf
+            elif count:
+                out[r, word] -= options.trigram_penalty * count
+    return out
+
+
+def test_constraints_match_a_python_reference():
+    rng = np.random.default_rng(0)
+    # Words from {1, 2, 3} make repeated trigrams frequent.
+    history = jnp.asarray(rng.integers(1, 4, (64, 9)), jnp.int32)
+    logprobs = jnp.asarray(rng.normal(size=(64, VOCAB + 1)), jnp.float32)
+    run = jax.jit(constrain_logprobs, static_argnames="options")
+    for options in (
+        DecodeOptions(bad_endings=(1, 3), suppress_unk=True),
+        DecodeOptions(trigram_penalty=SOFT_TRIGRAM_PENALTY),
+        DecodeOptions(trigram_penalty=HARD_TRIGRAM_PENALTY, bad_endings=(2,)),
+    ):
+        for t in (0, 1, 2, 3, 6, 9):
+            got = run(logprobs, history, t, options=options)
+            expected = _reference_constraints(logprobs, history, t, options)
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+            if t >= 6 and options.trigram_penalty:
+                assert np.any(np.asarray(got) != np.asarray(logprobs))

@@ -1,0 +1,1 @@
+"""Small end-to-end experiments that check the engines (no download needed)."""

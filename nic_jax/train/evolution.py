@@ -1,0 +1,312 @@
+"""What the evolution trainers (NIC-NES `nes.py`, NIC-ES `es.py`) share.
+
+One generation is one jit-compiled function of (state, batch, reward, noise):
+ask -> evaluate the implicit population on the batch with the on-device fitness ->
+tell, then the strategy-specific `after_tell` (the GA scores its elite candidates
+on validation there). Between generations the host anneals sigma, batch size and
+learning rate (`evolution.annealing`), and the step loop, logging, validation and
+checkpoints are `train.common.fit`'s, so a killed run resumes exactly: the
+checkpoint holds the strategy state (theta or the parents and podium), the PRNG
+key, the data position, the annealing state and the best score.
+
+Metric names: `es/fitness_mean`, `es/sigma`, `es/update_ratio`, `es/batch_size`, ...;
+validation adds `val/CIDEr-D` (greedy captions, train-split df, EOS counted: the
+reward the strategies optimise) beside the usual metrics.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nic_jax import rewards
+from nic_jax.data.batches import gather_features, train_batch
+from nic_jax.errors import InputError
+from nic_jax.evolution import annealing, fitness, safe_mutations
+from nic_jax.evolution import noise as noise_lib
+from nic_jax.metrics import df as df_lib
+from nic_jax.models.functional import init_params
+from nic_jax.train import common
+
+
+@flax.struct.dataclass
+class EvoState:
+    """Everything an evolution trainer needs to continue exactly."""
+
+    step: jax.Array  # () int32: generations completed
+    params: dict  # the exported model: NES theta, the GA's best ever
+    strategy: Any  # NESState or GAState
+    anneal: annealing.AnnealState
+    key: jax.Array  # raw key data of the run's base key
+    data_position: jax.Array  # () int32: training batches consumed
+    best_score: jax.Array  # () float32: best validation score so far
+    # () int32: did the last validation improve the best score (1/0), or -1 when
+    # none ran since the last generation (NES's patience rule reads it)
+    validation_improved: jax.Array
+
+
+def anneal_config(es_config) -> annealing.AnnealConfig:
+    """The static annealing settings of `config.es`."""
+    return annealing.AnnealConfig(
+        schedule_start=es_config.schedule_start,
+        schedule_limit=es_config.schedule_limit,
+        patience=es_config.patience,
+        stdev_divisor=es_config.stdev_divisor,
+        bs_multiplier=es_config.bs_multiplier,
+        stepsize_divisor=es_config.stepsize_divisor,
+    )
+
+
+def noise_source(es_config, seed: int) -> noise_lib.NoiseSource:
+    """A shared noise table (`es.noise="table"`) or noise drawn from member keys."""
+    if es_config.noise == "table":
+        return noise_lib.shared_table(seed, es_config.noise_table_size)
+    if es_config.noise == "generated":
+        return noise_lib.generated(es_config.noise_chunk_size)
+    raise InputError(
+        f"config es.noise={es_config.noise!r} is unknown; valid: table, generated"
+    )
+
+
+def train_and_val_rewards(es_config, train, val, vocab_size: int):
+    """CIDEr-D (+ BLEU-4) rewards against the train and validation references,
+    both with the train split's document frequencies (or `es.cached_tokens`)."""
+    path = es_config.cached_tokens
+    df = (
+        df_lib.load(path)
+        if path
+        else rewards.train_document_frequency(train.labels, train.num_refs)
+    )
+    make = functools.partial(
+        rewards.build_reward,
+        vocab_size=vocab_size,
+        df=df,
+        cider_weight=es_config.cider_reward_weight,
+        bleu_weight=es_config.bleu_reward_weight,
+        include_eos=es_config.include_eos,
+    )
+    return make(train), make(val)
+
+
+def validation_batch(split, num_items: int, need_att: bool) -> dict:
+    """Features and split rows of the first `num_items` images (-1: all)."""
+    count = len(split.image_ids) if num_items < 0 else num_items
+    rows = np.arange(min(count, len(split.image_ids)))
+    return dict(gather_features(split, rows, need_att), index=rows)
+
+
+def validation_fn(decoder, reward, batch: dict, max_len: int):
+    """`fn(params, key) -> 100 x mean CIDEr-D` of greedy captions of `batch`."""
+    greedy = fitness.make_fitness("greedy", decoder, reward, max_len)
+    return lambda params, key: greedy(params, key, batch)
+
+
+def mutation_scale_fn(es_config, decoder, num_params: int):
+    """`fn(params, batch) -> (N,) or None`: the safe-mutation noise factor."""
+    kind = es_config.safe_mutation
+    vector = None
+    if kind == "SM-VECTOR":
+        vector = safe_mutations.load_sensitivity_vector(
+            es_config.sensitivity_file, num_params, es_config.sm_underflow
+        )
+
+    def scale_fn(params, batch):
+        feats = {k: batch[k] for k in fitness.FEATURE_KEYS if k in batch}
+        outputs_fn = safe_mutations.greedy_logprob_groups(decoder, feats)
+        return safe_mutations.mutation_scale(
+            kind, params, outputs_fn, es_config.sm_underflow, vector
+        )
+
+    return None if kind == "" else scale_fn
+
+
+def new_state(config, dataset, strategy, make_params) -> EvoState:
+    """Generation 0 around the initial params (fresh or `ckpt.init_from`)."""
+    params_key, run_key = jax.random.split(jax.random.key(config.seed))
+    params = common.initial_params(config, dataset, params_key)
+    strategy_state = strategy.init(params, config.es.sigma)
+    state = EvoState(
+        step=jnp.zeros((), jnp.int32),
+        params=make_params(strategy, strategy_state),
+        strategy=strategy_state,
+        anneal=annealing.init(config.es.batch_size),
+        key=jax.random.key_data(run_key),
+        data_position=jnp.zeros((), jnp.int32),
+        best_score=jnp.full((), -jnp.inf, jnp.float32),
+        validation_improved=jnp.full((), -1, jnp.int32),
+    )
+    return jax.device_put(state, jax.devices()[0])
+
+
+def generation(
+    strategy,
+    decoder,
+    fitness_name: str,
+    max_len: int,
+    scale_fn,
+    after_tell,
+    state: EvoState,
+    batch: dict,
+    reward,
+    source,
+):
+    """One generation; pure. Returns (state, metrics, improved or None)."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+    ask_key, fitness_key, after_key = jax.random.split(key, 3)
+    params = strategy.params(state.strategy)
+    scale = None if scale_fn is None else scale_fn(params, batch)
+    population, strategy_state = strategy.ask(ask_key, state.strategy, scale)
+    fitness_fn = fitness.make_fitness(fitness_name, decoder, reward, max_len)
+    fitness_values = strategy.evaluate(
+        functools.partial(fitness_fn, batch=batch), population, fitness_key, source
+    )
+    strategy_state, metrics = strategy.tell(
+        population, fitness_values, strategy_state, source
+    )
+    strategy_state, extra, improved = after_tell(strategy_state, after_key)
+    metrics = {f"es/{k}": v for k, v in (metrics | extra).items()}
+    state = state.replace(
+        step=state.step + 1,
+        params=strategy.params(strategy_state),
+        strategy=strategy_state,
+        data_position=state.data_position + 1,
+    )
+    return state, metrics, improved
+
+
+class EvolutionLoop:
+    """Binds a strategy to a run: the jitted generation, batches and annealing."""
+
+    def __init__(self, run, strategy, reward, source, after_tell):
+        config = run.config
+        self.run, self.strategy, self.reward, self.source = (
+            run,
+            strategy,
+            reward,
+            source,
+        )
+        self.anneal_config = anneal_config(config.es)
+        scale_fn = mutation_scale_fn(config.es, run.decoder, strategy.num_params)
+        self.generation = jax.jit(
+            functools.partial(
+                generation,
+                strategy,
+                run.decoder,
+                config.es.fitness,
+                config.data.max_length,
+                scale_fn,
+                after_tell,
+            ),
+            donate_argnums=0,
+        )
+        self.anneal = jax.jit(functools.partial(annealing.anneal, self.anneal_config))
+
+    def batch(self, state: EvoState) -> dict:
+        """The training batch at the state's data position and batch size."""
+        config = self.run.config
+        batch = train_batch(
+            self.run.train,
+            config.seed,
+            int(state.data_position),
+            int(state.anneal.batch_size),
+            1,
+            self.run.decoder.uses_att,
+        )
+        batch.pop("labels")  # the reward holds every image's references
+        return batch
+
+    def step(self, state: EvoState, position, step: int):
+        """`fit`'s step_fn: one generation, then annealing for the next."""
+        del position, step  # the state carries both
+        state, metrics, improved = self.generation(
+            state, self.batch(state), self.reward, self.source
+        )
+        if improved is None:  # NES: the last validation, if one ran
+            flag = int(state.validation_improved)
+            improved = None if flag < 0 else jnp.asarray(flag > 0)
+            state = state.replace(validation_improved=jnp.full((), -1, jnp.int32))
+        anneal_state, strategy_state, _ = self.anneal(
+            state.anneal, state.strategy, state.step, improved
+        )
+        metrics["es/batch_size"] = state.anneal.batch_size
+        state = state.replace(anneal=anneal_state, strategy=strategy_state)
+        return state, metrics
+
+
+def check_budget(es_config) -> None:
+    """Refuses settings that cannot run, naming the field."""
+    if es_config.num_steps < 1:
+        raise InputError(f"config es.num_steps={es_config.num_steps} must be >= 1")
+    if es_config.batch_size < 1:
+        raise InputError(f"config es.batch_size={es_config.batch_size} must be >= 1")
+    fitness.get_fitness(es_config.fitness)
+
+
+def ciderd_scores_fn(run, reward, num_items: int):
+    """extra_fn for `Run.validate`: {'CIDEr-D': mean CIDEr-D of greedy captions}."""
+    batch = validation_batch(
+        run.dataset.splits[run.config.evals.split], num_items, run.decoder.uses_att
+    )
+    score = jax.jit(
+        validation_fn(run.decoder, reward, batch, run.config.data.max_length)
+    )
+    return lambda params: {"CIDEr-D": float(score(params, None)) / 100.0}
+
+
+def make_validate(run, reward):
+    """`fit`'s validate_fn: the usual scores plus on-device CIDEr-D; records whether
+    the best score improved (NES's patience rule)."""
+    extra_fn = ciderd_scores_fn(run, reward, run.config.evals.num_images)
+
+    def validate(state: EvoState, writer, step: int):
+        before = float(state.best_score)
+        state, scores = run.validate(state, writer, step, extra_fn)
+        improved = jnp.asarray(int(scores[run.best_key] > before), jnp.int32)
+        return state.replace(validation_improved=improved), scores
+
+    return validate
+
+
+def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> dict:
+    """The evolution loop shared by NES and ES; returns the last validation scores.
+
+    build_strategy(config, template_params) -> strategy;
+    make_params(strategy, strategy_state) -> the params pytree to export;
+    after_tell_fn(run, strategy, val_reward) -> after_tell(strategy_state, key).
+    """
+    check_budget(config.es)
+    common.save_config(config, workdir)
+    dataset, decoder = common.setup_data_and_decoder(
+        config, ("train", config.evals.split)
+    )
+    run = common.Run(config, workdir, dataset, decoder, 0, config.es.num_steps)
+    val = dataset.splits[config.evals.split]
+    reward, val_reward = train_and_val_rewards(
+        config.es, run.train, val, dataset.vocab_size
+    )
+    abstract = jax.eval_shape(
+        lambda: init_params(config.model, dataset.vocab_size, jax.random.key(0))
+    )
+    template = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), abstract)
+    strategy = build_strategy(config, template)
+    state = common.restore_or_make(
+        run, lambda cfg: new_state(cfg, dataset, strategy, make_params)
+    )
+    source = noise_source(config.es, config.seed)
+    loop = EvolutionLoop(
+        run, strategy, reward, source, after_tell_fn(run, strategy, val_reward)
+    )
+    return common.fit(
+        run,
+        state,
+        loop.step,
+        lambda position: position,
+        lambda step: {},
+        config.trainer,
+        loss_key="es/fitness_mean",
+        validate_fn=make_validate(run, val_reward),
+        validate_first=True,
+    )
