@@ -36,7 +36,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.evals = _evals(arg.tiny)
     config.ckpt = _ckpt(arg.tiny)
     config.log = ConfigDict(dict(every_steps=10 if arg.tiny else 50, tensorboard=False))
-    config.mesh = ConfigDict(dict(data=-1))
+    # wall-clock budget (nic_jax/train/budget.py): stop after train_s seconds of
+    # training, validate every eval_every_s of them; 0: no budget, no timing
+    config.budget = ConfigDict(dict(train_s=0.0, eval_every_s=0.0))
+    config.mesh = _mesh()
     config.lock()
     return config
 
@@ -84,6 +87,7 @@ def _model(tiny: bool) -> ConfigDict:
             num_regions=10,  # IN5400 attention MLP outputs (K regions)
             input_encoding_size=32 if tiny else 256,
             rnn_size=32 if tiny else 256,
+            hidden_sizes=(),  # per-layer widths of a grown decoder; (): rnn_size
             drop_prob_lm=0.5,
         )
     )
@@ -173,7 +177,7 @@ def _es(tiny: bool) -> ConfigDict:
             # NES
             num_pairs=8 if tiny else 50,  # population 2n
             optimizer="adam",  # or "sgd" (with momentum)
-            learning_rate=1e-4,  # es-img-captioning: 1e-3 to 2e-3 from scratch
+            learning_rate=5e-4,  # es-img-captioning: 1e-3 to 2e-3 from scratch
             b1=0.9,
             b2=0.999,
             eps=1e-8,
@@ -211,5 +215,18 @@ def _es(tiny: bool) -> ConfigDict:
             bleu_reward_weight=0.0,
             include_eos=True,
             cached_tokens="",  # df file; "" counts the train references
+        )
+    )
+
+
+def _mesh() -> ConfigDict:
+    """Devices and processes (`nic_jax.parallel`); launch/ starts several processes."""
+    return ConfigDict(
+        dict(
+            data=-1,  # devices splitting the XE/SCST batch; -1: all (that divide it)
+            population=-1,  # devices splitting the NES/ES population; -1: all
+            nes_gradient="psum",  # or "replicated": see nic_jax/parallel/__init__.py
+            # jax.distributed.initialize(); launch/ scripts ask through the env
+            distributed=False,
         )
     )

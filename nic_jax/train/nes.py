@@ -4,7 +4,7 @@ OpenAI-ES-style natural evolution strategies (Salimans et al. 2017) over the who
 decoder: each generation evaluates `es.num_pairs` mirrored pairs theta +- sigma eps
 on one batch of unique images with an on-device fitness (`es.fitness`, CIDEr-D of
 greedy captions by default), ranks all 2n fitnesses, and hands the loss gradient
--g + l2coeff theta to an optax optimizer (`es.optimizer`, Adam at 1e-4 by default
+-g + l2coeff theta to an optax optimizer (`es.optimizer`, Adam at 5e-4 by default
 for fine-tuning). The population
 is never materialised (`nic_jax.evolution`). Starts from `ckpt.init_from` (an XE
 workdir), a converted PyTorch checkpoint, or fresh params; resumes exactly.
@@ -30,8 +30,8 @@ def make_optimizer(es_config) -> optax.GradientTransformation:
     )
 
 
-def build_strategy(config, template) -> NES:
-    """`NES` from `config.es` and `config.optim`."""
+def build_strategy(config, template, mesh=None) -> NES:
+    """`NES` from `config.es` and `config.mesh`; `mesh` splits the members."""
     es = config.es
     return NES(
         template,
@@ -41,6 +41,8 @@ def build_strategy(config, template) -> NES:
         divide_by_sigma=es.divide_by_sigma,
         eval_chunk_size=es.eval_chunk_size,
         noise_chunk_size=es.noise_chunk_size,
+        mesh=mesh,
+        gradient_sum=config.mesh.nes_gradient,
     )
 
 
