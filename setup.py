@@ -23,7 +23,16 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # torch: the conversion tests build PyTorch reference models (CPU wheel).
-    "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6", "torch==2.13.0"],
+    "test": [
+        "pytest>=8,<10",
+        "hypothesis>=6.100,<7",
+        "ruff>=0.6",
+        "torch==2.13.0",
+        # tests/test_notebooks.py executes colab/*.ipynb
+        "nbclient>=0.10,<1",
+        "nbformat>=5.9,<6",
+        "ipykernel>=6.29,<8",
+    ],
     "tb": ["tensorboardX>=2.6,<3"],
     # Only for importing PyTorch state_dicts; 2.13.0 is the CPU wheel the target
     # machines carry, and any range that admits it installs nothing more.
@@ -53,6 +62,8 @@ setup(
             "nic-convert=nic_jax.convert:run",
             "nic-caption=nic_jax.caption:run",
             "nic-plot=nic_jax.plot:run",
+            "nic-grow=nic_jax.grow:run",
+            "nic-ensemble=nic_jax.ensemble:run",
         ]
     },
 )

@@ -151,12 +151,15 @@ def _ckpt(tiny: bool) -> ConfigDict:
             max_to_keep=2,
             async_save=True,
             init_from="",
+            # resume even if the training data's fingerprint changed (new features,
+            # captions or images: the data position then means other batches)
+            allow_data_change=False,
         )
     )
 
 
 def _finetune(tiny: bool) -> ConfigDict:
-    """A second stage in the same command: `trainer` ("nes", "es", "scst"; "" for
+    """A second stage in the same command: `trainer` ("nes" or "es"; "" for
     none) continues from this run's best checkpoint in `<workdir>/<trainer>`."""
     return ConfigDict(
         dict(
@@ -198,6 +201,8 @@ def _es(tiny: bool) -> ConfigDict:
             noise="table",  # "table" (shared noise table) or "generated" (from keys)
             noise_table_size=2**22 if tiny else 2**24,
             noise_chunk_size=0,
+            # r > 0: rank-r matrix noise A B^T / sqrt(r) for NES (EGGROLL); 0: full
+            noise_rank=0,
             eval_chunk_size=16 if tiny else 25,  # members vmapped together
             # safe mutations: "", SM-PROPORTIONAL, SM-G-SUM, SM-G-ABS, SM-VECTOR
             safe_mutation="",

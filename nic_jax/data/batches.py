@@ -42,11 +42,15 @@ def gather_features(split, rows: np.ndarray, need_att: bool) -> dict:
     return feats
 
 
-def train_batch(split, seed, position, batch_size, seq_per_img, need_att) -> dict:
+def train_batch(
+    split, seed, position, batch_size, seq_per_img, need_att, share=slice(None)
+) -> dict:
     """The training batch at `position` (batches consumed so far).
 
     Returns a dict: feature arrays (B, ...), `labels` (B, seq_per_img, L) int32,
-    `index` (B,) rows of the split.
+    `index` (B,) rows of the split. `share` keeps a slice of the B rows (a
+    process's part of a global batch, `parallel.process_rows`): only those rows'
+    features are read, and they equal the same rows of the whole batch.
     """
     per_epoch = steps_per_epoch(len(split.image_ids), batch_size)
     epoch, index = divmod(int(position), per_epoch)
@@ -54,6 +58,7 @@ def train_batch(split, seed, position, batch_size, seq_per_img, need_att) -> dic
     rows = np.sort(perm[index * batch_size : (index + 1) * batch_size])
     rng = np.random.default_rng([seed, epoch, index])
     picks = pick_references(rng, split.num_refs[rows], seq_per_img)
+    rows, picks = rows[share], picks[share]
     labels = split.labels[rows[:, None], picks]
     return dict(gather_features(split, rows, need_att), labels=labels, index=rows)
 

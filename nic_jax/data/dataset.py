@@ -20,6 +20,9 @@ from nic_jax.data.features import check_fc_dim, open_features
 from nic_jax.data.prepro_labels import prepro_labels
 from nic_jax.errors import InputError
 
+# bumped when `_fingerprint` changes: older fingerprints are then not compared
+FINGERPRINT_VERSION = "v2"
+
 
 @dataclasses.dataclass(frozen=True)
 class SplitData:
@@ -38,7 +41,7 @@ class SplitData:
 class CaptionDataset:
     ix_to_word: dict  # {1..V: word}; 0 is BOS = EOS = pad
     splits: dict  # name -> SplitData
-    fingerprint: str  # vocabulary + split sizes + feature shape
+    fingerprint: str  # vocabulary + train images, captions, features (`_fingerprint`)
 
     @property
     def vocab_size(self) -> int:
@@ -61,9 +64,14 @@ def _shapes_files(data_config) -> DataFiles:
 
     spec = shapes.ShapesSpec(**data_config.shapes.to_dict())
     root = shapes.generate(spec, data_config.cache_dir or None)
-    prefix = root / "cocotalk"
+    # labels of other prepro settings live beside, never in place of, these
+    threshold, length = data_config.word_count_threshold, data_config.max_length
+    default = (threshold, length) == (5, 16)
+    prefix = root / ("cocotalk" if default else f"cocotalk_t{threshold}_l{length}")
     label_h5 = pathlib.Path(f"{prefix}_label.h5")
-    if not label_h5.exists():
+    # each file is renamed into place whole; a run killed between the two left
+    # only the h5, so both must be there
+    if not (label_h5.exists() and pathlib.Path(f"{prefix}.json").exists()):
         prepro_labels(
             str(root / "dataset_shapes.json"),
             f"{prefix}.json",
@@ -151,12 +159,21 @@ def _load_split(name, files, talk, by_id, expected_fc, need_att) -> SplitData:
 
 
 def _fingerprint(talk, splits) -> str:
-    desc = {
-        "vocab": [talk.ix_to_word[i] for i in sorted(talk.ix_to_word)],
-        "splits": {k: len(v.image_ids) for k, v in splits.items()},
-        "fc_dim": int(next(iter(splits.values())).fc.shape[-1]),
-    }
-    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+    """16 hex digits over the vocabulary and the train split (all loaded splits
+    when it is not loaded): image ids, reference labels and up to 256 evenly
+    spaced rows of features. Validation splits are left out, so that a resume
+    may validate on another split; what the data position indexes is covered."""
+    digest = hashlib.sha256()
+    vocab = [talk.ix_to_word[i] for i in sorted(talk.ix_to_word)]
+    digest.update(json.dumps(vocab).encode())
+    covered = {"train": splits["train"]} if "train" in splits else splits
+    for name in sorted(covered):
+        split = covered[name]
+        rows = np.unique(np.linspace(0, len(split.image_ids) - 1, 256).astype(int))
+        digest.update(name.encode())
+        for array in (split.image_ids, split.labels, split.fc[rows], split.fc.shape):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return f"{FINGERPRINT_VERSION}-{digest.hexdigest()[:16]}"
 
 
 def load_dataset(

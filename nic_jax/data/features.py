@@ -80,7 +80,10 @@ def _checked(path: str, arr: np.ndarray, expected: tuple) -> np.ndarray:
         raise InputError(f"{path}: found shape {arr.shape}, expected {want}")
     if arr.dtype.kind not in _NUMERIC:
         raise InputError(f"{path}: found dtype {arr.dtype}, expected a float array")
-    return arr.astype(np.float32, copy=False)
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path}: found NaN or infinite values, expected finite ones")
+    return arr
 
 
 def _pad_stack(arrays: list[np.ndarray], trailing: tuple) -> np.ndarray:
@@ -176,6 +179,7 @@ class H5Features:
     def __init__(self, path: str):
         self.path = path
         image_ids, self._shapes = self._guarded(self._read_layout)
+        self._ids_by_row = image_ids
         self._order = np.argsort(image_ids, kind="stable")
         self._sorted = image_ids[self._order]
         dup = np.flatnonzero(np.diff(self._sorted) == 0)
@@ -252,8 +256,15 @@ class H5Features:
                 f"{sorted(self._shapes) + ['image_id']}"
             )
         uniq, inverse = np.unique(self.rows(ids), return_inverse=True)
-        data = self._guarded(_read_rows, name, uniq)
-        return data[inverse].astype(np.float32, copy=False)
+        data = self._guarded(_read_rows, name, uniq).astype(np.float32, copy=False)
+        finite = np.isfinite(data).all(axis=tuple(range(1, data.ndim)))
+        if not finite.all():
+            row = int(uniq[np.argmin(finite)])
+            raise InputError(
+                f"{self.path}: '{name}' of image id {self._ids_by_row[row]} "
+                "holds NaN or infinite values; expected finite features"
+            )
+        return data[inverse]
 
     def fc(self, ids) -> np.ndarray:
         """(n, D) float32 pooled features of `ids`, in order."""

@@ -12,6 +12,7 @@ import os
 import jax
 from ml_collections import ConfigDict
 
+from nic_jax.config_check import check_config
 from nic_jax.errors import InputError
 from nic_jax.models.functional import Decoder, build_decoder, init_params
 from nic_jax.train import checkpoint
@@ -35,9 +36,14 @@ def read_config(workdir: str) -> ConfigDict:
     path = os.path.join(workdir, "config.json")
     try:
         with open(path, encoding="utf-8") as f:
-            return ConfigDict(json.load(f))
-    except (OSError, json.JSONDecodeError) as error:
+            config = ConfigDict(json.load(f))
+    except (OSError, ValueError, TypeError) as error:  # bad JSON, UTF-8, not a dict
         raise InputError(f"{path}: cannot read the run's config ({error})") from error
+    missing = [g for g in ("data", "model", "evals", "ckpt") if g not in config]
+    if missing:
+        raise InputError(f"{path}: lacks the config groups {missing}")
+    check_config(config)  # an edited file: values the model cannot be built with
+    return config
 
 
 def choose_step(manager, metric: str, step, where: str) -> int:

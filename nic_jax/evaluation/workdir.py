@@ -12,6 +12,7 @@ import os
 from absl import logging
 from ml_collections import ConfigDict
 
+from nic_jax import parallel
 from nic_jax.errors import InputError
 from nic_jax.evaluation.captioning import evaluate_split
 from nic_jax.evaluation.restore import load_workdir_model
@@ -87,9 +88,13 @@ def evaluate_workdir(
         "decoding": {k: eval_config.get(k, v) for k, v in DECODING_DEFAULTS.items()},
         "captions": [{"image_id": k, "caption": v} for k, v in captions.items()],
     }
+    if not parallel.is_main_process():  # the same result: process 0 writes it
+        return result
     name = f"eval_{split}.json" if step is None else f"eval_{split}_{step}.json"
-    with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+    path = os.path.join(workdir, name)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:  # a kill keeps the old
         json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
     if print_samples:
         _print_samples(dataset.splits[split], captions, config.evals.num_samples)
     print(json.dumps({"split": split, "step": chosen, **scores}), flush=True)

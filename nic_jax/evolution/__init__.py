@@ -35,6 +35,11 @@ Modules:
 * `nes`: `NES(template, num_pairs, optimizer, l2coeff, divide_by_sigma, ...)`,
   `NESState(theta, opt_state, sigma, lr_scale, generation)`; `gradient(...)`;
   metrics include `update_ratio` = ||delta theta|| / ||theta||.
+* `lowrank`: EGGROLL rank-r noise A B^T / sqrt(r) per weight matrix
+  (`es.noise_rank`): `LowRankNES(..., rank=r)` hands each member's fitness a
+  `LowRankParams`; `population_decoder(strategy, decoder)` runs x W once for the
+  vmapped members plus sigma (x A) B^T per member; `materialize` gives explicit
+  params.
 * `ga`: `GA(template, population_size, num_parents, num_elites,
   num_elite_candidates, selection, tournament_size)`, `GAState(parents (mu, N),
   podium_scores, offspring_fitness, sigma, generation)`; after `tell`,

@@ -69,6 +69,11 @@ class GA:
       num_elite_candidates: C, offspring scored on validation (1 <= C <= mu - E).
       selection: "uniform" or "tournament" (of `tournament_size` parents).
       eval_chunk_size: children vmapped together when evaluating.
+      axis: the mesh axis that splits the children and the elite candidates
+        when a generation runs as one per-device program
+        (`parallel.members.spmd`); None: all on one device. Parent rows stay
+        replicated: every device rebuilds the kept children from their keys, so
+        no row is communicated.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class GA:
         selection: str = "uniform",
         tournament_size: int = 2,
         eval_chunk_size: int = 32,
+        axis: str | None = None,
     ):
         _check(
             population_size, num_parents, num_elites, num_elite_candidates, selection
@@ -94,6 +100,7 @@ class GA:
         self.selection = selection
         self.tournament_size = min(max(1, tournament_size), num_parents)
         self.eval_chunk_size = eval_chunk_size
+        self.axis = axis
 
     def init(self, params, sigma: float) -> GAState:
         """Every parent row starts at `params`; the podium is empty."""
@@ -153,6 +160,7 @@ class GA:
             source,
             fitness_key,
             self.eval_chunk_size,
+            self.axis,
         )
 
     def tell(self, population, fitness: jax.Array, state: GAState, source=None):
@@ -183,7 +191,7 @@ class GA:
     def evaluate_candidates(self, validation_fn: Callable, state, key, chunk=8):
         """Validation scores (C,) of the candidates: validation_fn(params, key)."""
         return population_lib.evaluate_flat(
-            validation_fn, self.unravel, self.candidates(state), key, chunk
+            validation_fn, self.unravel, self.candidates(state), key, chunk, self.axis
         )
 
     def record_validation(self, state: GAState, scores: jax.Array):

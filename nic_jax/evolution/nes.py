@@ -7,11 +7,14 @@ fitnesses together (`ranks.centered_ranks`), and estimates the ascent direction
 
     g = c * sum_i (rank+_i - rank-_i) * scale * z_i / (2n),
 
-rebuilt from the pair keys in chunks (no (P, N) array). es-img-captioning's noise
-vectors already include sigma (eps_i = sigma * scale * z_i), so its c = sigma; with
-`divide_by_sigma=True`, c = 1 / sigma, the textbook score-function estimate
-(1 / sigma) E[F(theta + sigma z) z] (up to the rank shaping), i.e. the default
-divided by sigma^2. Adam is nearly invariant to that constant; SGD is not.
+rebuilt from the pair keys in chunks (no (P, N) array). With a mesh, each device
+scores its slice of the members and sums its slice of the pairs
+(`nic_jax.parallel`); only fitness scalars and the (N,) partial sums travel.
+es-img-captioning's noise vectors already include sigma (eps_i = sigma * scale *
+z_i), so its c = sigma; with `divide_by_sigma=True`, c = 1 / sigma, the textbook
+score-function estimate (1 / sigma) E[F(theta + sigma z) z] (up to the rank
+shaping), i.e. the default divided by sigma^2. Adam is nearly invariant to that
+constant; SGD is not.
 
 The optimizer (any optax GradientTransformation) receives the loss gradient
 -g + l2coeff * theta (L2 regularisation, as upstream), and its update is multiplied
@@ -36,6 +39,9 @@ from nic_jax.errors import InputError
 from nic_jax.evolution import noise as noise_lib
 from nic_jax.evolution import population as population_lib
 from nic_jax.evolution.ranks import centered_ranks
+from nic_jax.parallel.members import sum_over_members
+
+GRADIENT_SUMS = ("psum", "replicated")
 
 
 @struct.dataclass
@@ -70,6 +76,11 @@ class NES:
       divide_by_sigma: textbook 1/sigma scaling instead of es-img-captioning's sigma.
       eval_chunk_size: members vmapped together when evaluating.
       noise_chunk_size: members whose noise is regenerated together in `tell`.
+      axis: the mesh axis that splits the members when a generation runs as one
+        per-device program (`parallel.members.spmd`); None: all on one device.
+      gradient_sum: with an axis, "psum" (each device sums its pairs' noise, one
+        all-reduce of N floats) or "replicated" (every device sums all pairs from
+        the gathered ranks; no communication but D times the noise work).
     """
 
     def __init__(
@@ -81,9 +92,17 @@ class NES:
         divide_by_sigma: bool = False,
         eval_chunk_size: int = 32,
         noise_chunk_size: int = 32,
+        axis: str | None = None,
+        gradient_sum: str = "psum",
     ):
         if num_pairs < 1:
             raise InputError(f"NES num_pairs={num_pairs} must be at least 1")
+        if gradient_sum not in GRADIENT_SUMS:
+            raise InputError(
+                f"NES gradient_sum={gradient_sum!r} is unknown; valid: {GRADIENT_SUMS}"
+            )
+        self.axis = axis
+        self.gradient_sum = gradient_sum
         flat, self.unravel = ravel_pytree(template)
         self.num_params = flat.shape[0]
         self.num_pairs = num_pairs
@@ -123,6 +142,7 @@ class NES:
             source,
             fitness_key,
             self.eval_chunk_size,
+            self.axis,
         )
 
     def gradient(self, population, fitness: jax.Array, source=None) -> jax.Array:
@@ -130,13 +150,8 @@ class NES:
         source = noise_lib.generated() if source is None else source
         shaped = centered_ranks(fitness)
         weights = shaped[0::2] - shaped[1::2]
-        total = noise_lib.weighted_noise_sum(
-            source,
-            population.noise_key,
-            population.noise_index[0::2],
-            weights,
-            population.num_params,
-            self.noise_chunk_size,
+        total = self._noise_sum(
+            source, population.noise_key, population.noise_index[0::2], weights
         )
         sigma = population.sigma
         factor = 1.0 / sigma if self.divide_by_sigma else sigma
@@ -144,6 +159,15 @@ class NES:
         if population.scale is not None:
             g = g * population.scale[0]
         return g
+
+    def _noise_sum(self, source, key, indices, weights) -> jax.Array:
+        """sum_i weights[i] * eps(key, indices[i]) (N,); split over the devices
+        of `axis` when `gradient_sum="psum"`."""
+        weighted_sum = lambda idx, w: noise_lib.weighted_noise_sum(
+            source, key, idx, w, self.num_params, self.noise_chunk_size
+        )
+        axis = None if self.gradient_sum == "replicated" else self.axis
+        return sum_over_members(weighted_sum, (indices, weights), axis)
 
     def tell(self, population, fitness: jax.Array, state: NESState, source=None):
         """One optimizer step on -g + l2coeff * theta. Returns (state, metrics)."""

@@ -13,8 +13,9 @@ OpenAI ES's mirrored sampling); the GA uses M = mu parents and one noise per chi
 
 `evaluate` runs `fitness_fn(params_pytree, key) -> scalar` over the members with
 `lax.map` over chunks of a `vmap` (memory ~ chunk x N). The member axis is plain
-index arrays, so a mesh can shard it (each device evaluates its own slice with the
-same function under `shard_map`) and only the (P,) fitness leaves a device.
+index arrays, so a mesh shards it (`axis=`: inside one per-device program,
+`parallel.members.spmd`, each device evaluates its own slice with the same
+function) and only the (P,) fitness leaves a device.
 """
 
 from collections.abc import Callable
@@ -22,9 +23,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax import lax
 
 from nic_jax.evolution import noise as noise_lib
+from nic_jax.parallel.members import map_members
 
 
 @struct.dataclass
@@ -84,12 +85,10 @@ def member_params(population: Population, source, member) -> jax.Array:
     return base + perturbation(population, source, member)
 
 
-def fitness_keys(population: Population, fitness_key: jax.Array) -> jax.Array:
-    """One key per member, shared within an antithetic pair (same batch, same
-    sampling noise), so the pair's difference measures the perturbation only."""
-    return jax.vmap(lambda i: jax.random.fold_in(fitness_key, i))(
-        population.noise_index
-    )
+def member_fitness_key(population: Population, fitness_key: jax.Array, member):
+    """Member `member`'s fitness key, shared within an antithetic pair (same batch,
+    same sampling noise), so the pair's difference measures the perturbation only."""
+    return jax.random.fold_in(fitness_key, population.noise_index[member])
 
 
 def evaluate(
@@ -99,21 +98,21 @@ def evaluate(
     source,
     fitness_key: jax.Array,
     chunk_size: int = 32,
+    axis: str | None = None,
 ) -> jax.Array:
     """Fitness (P,) of every member, `chunk_size` members vmapped at a time.
 
     fitness_fn(params_pytree, key) -> scalar (higher is better); `unravel` maps a
-    flat (N,) vector to the params pytree (from `ravel_pytree`).
+    flat (N,) vector to the params pytree (from `ravel_pytree`). With `axis` (a
+    mesh axis, inside `parallel.members.spmd`) each device rebuilds and scores
+    its own slice of the members and only the (P,) fitness is gathered.
     """
-    keys = fitness_keys(population, fitness_key)
 
-    def one(args):
-        member, key = args
+    def one(member):
+        key = member_fitness_key(population, fitness_key, member)
         return fitness_fn(unravel(member_params(population, source, member)), key)
 
-    members = jnp.arange(population.size, dtype=jnp.int32)
-    chunk = max(1, min(chunk_size, population.size))
-    return lax.map(one, (members, keys), batch_size=chunk)
+    return map_members(one, population.size, chunk_size, axis)
 
 
 def evaluate_flat(
@@ -122,14 +121,14 @@ def evaluate_flat(
     flat_params: jax.Array,
     fitness_key: jax.Array,
     chunk_size: int = 32,
+    axis: str | None = None,
 ) -> jax.Array:
     """Fitness (K,) of K explicit parameter rows (K, N): GA elite candidates,
-    evosax populations. Row k is scored with key fold_in(fitness_key, k)."""
-    count = flat_params.shape[0]
-    keys = jax.vmap(lambda i: jax.random.fold_in(fitness_key, i))(jnp.arange(count))
+    evosax populations. Row k is scored with key fold_in(fitness_key, k); `axis`
+    splits the rows over devices as `evaluate` does."""
 
-    def one(args):
-        row, key = args
-        return fitness_fn(unravel(row), key)
+    def one(row):
+        key = jax.random.fold_in(fitness_key, row)
+        return fitness_fn(unravel(flat_params[row]), key)
 
-    return lax.map(one, (flat_params, keys), batch_size=max(1, min(chunk_size, count)))
+    return map_members(one, flat_params.shape[0], chunk_size, axis)

@@ -185,9 +185,14 @@ def run(strategy: str, config: DigitsConfig = DigitsConfig()) -> dict:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("strategy", "nes", ["nes", "ga"], "NIC-NES or NIC-ES (GA).")
-flags.DEFINE_integer("generations", 0, "Generations (0: the strategy's default).")
-flags.DEFINE_integer("seed", 0, "Data split and training seed.")
+
+
+def _define_flags() -> None:
+    """Command-line flags, defined only when run as a program (importing this module
+    as a library must not claim global absl flag names such as `seed`)."""
+    flags.DEFINE_enum("strategy", "nes", ["nes", "ga"], "NIC-NES or NIC-ES (GA).")
+    flags.DEFINE_integer("generations", 0, "Generations (0: the strategy's default).")
+    flags.DEFINE_integer("seed", 0, "Data split and training seed.")
 
 
 def main(argv) -> None:
@@ -200,4 +205,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -261,24 +261,43 @@ def load(path: str, word_to_id: dict | None = None) -> DocumentFrequency:
     """
     try:
         with open(path, "rb") as f:
-            if f.read(2) == b"PK":
-                f.seek(0)
-                df = _load_npz(f, path)
-                return df if word_to_id is None else df.remap(word_to_id)
+            is_npz = f.read(2) == b"PK"
             f.seek(0)
-            data = pickle.load(f, encoding="latin1")
-    except (
-        OSError,
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        ImportError,
-        UnicodeDecodeError,
-    ) as error:
-        raise InputError(f"{path}: not a df table (.npz or pickle): {error}") from None
-    return from_pickle_dict(data, path, word_to_id)
+            if is_npz:
+                df = _load_npz(f, path)
+            else:
+                data = pickle.load(f, encoding="latin1")
+                df = from_pickle_dict(data, path, word_to_id)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: df file not found") from None
+    except Exception as error:  # a corrupt zip or pickle can raise almost anything
+        raise InputError(
+            f"{path}: not a df table (.npz or pickle): {type(error).__name__}: {error}"
+        ) from None
+    _check_table(path, df)
+    return df.remap(word_to_id) if is_npz and word_to_id is not None else df
+
+
+def _check_table(path: str, df: DocumentFrequency) -> None:
+    """Refuses tables whose ids, counts or image total cannot be right."""
+    grams, counts = df.ngrams, df.counts
+    ids_ok = grams.size == 0 or (grams.min() >= -1 and (grams[:, 0] >= 0).all())
+    padded = ((grams[:, 1:] >= 0) <= (grams[:, :-1] >= 0)).all()  # -1 only at ends
+    if not (ids_ok and padded):
+        raise InputError(f"{path}: ngrams must be word ids, -1 only after the last")
+    if counts.shape != (len(grams),) or not np.isfinite(counts).all():
+        raise InputError(
+            f"{path}: counts has shape {counts.shape} (finite: "
+            f"{bool(np.isfinite(counts).all())}); expected ({len(grams)},), finite"
+        )
+    if (counts < 0).any() or df.num_images < 0:
+        raise InputError(f"{path}: negative counts or num_images={df.num_images}")
+    if df.words is not None and grams.size and grams.max() >= len(df.words):
+        raise InputError(
+            f"{path}: word id {grams.max()} but the vocabulary has {len(df.words)}"
+        )
 
 
 def _load_npz(f, path: str) -> DocumentFrequency:
@@ -290,6 +309,7 @@ def _load_npz(f, path: str) -> DocumentFrequency:
         if (
             grams.ndim != 2
             or grams.shape[1] != ng.MAX_N
+            or grams.dtype.kind not in "iu"
             or grams.max(initial=0) > ng.MAX_ID
         ):
             raise InputError(f"{path}: ngrams must be (N, 4) ids in -1..{ng.MAX_ID}")

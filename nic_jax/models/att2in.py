@@ -14,15 +14,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nic_jax.models.attention import Attention, AttModel
-from nic_jax.models.layers import torch_linear
+from nic_jax.models.layers import hidden_sizes, torch_linear
 
 
 class Att2in2Core(nnx.Module):
     """State (h, c), each (..., 1, R): upstream keeps a layer axis of size 1."""
 
     def __init__(self, config, rngs: nnx.Rngs):
-        rnn = config.rnn_size
-        self.a2c = torch_linear(rnn, 2 * rnn, rngs)
+        (rnn,) = hidden_sizes(config, 1)  # the regions stay config.rnn_size wide
+        self.a2c = torch_linear(config.rnn_size, 2 * rnn, rngs)
         self.i2h = torch_linear(config.input_encoding_size, 5 * rnn, rngs)
         self.h2h = torch_linear(rnn, 5 * rnn, rngs)
         self.attention = Attention(rnn, config.att_hid_size, rngs)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nic_jax.errors import InputError
-from nic_jax.models.layers import dropout, torch_linear
+from nic_jax.models.layers import dropout, hidden_sizes, torch_linear
 
 
 def split_key(key: jax.Array | None, num: int) -> tuple:
@@ -73,7 +73,8 @@ class AttModel(nnx.Module):
 
     Subclasses set `self.core`, a module called as
     `core(xt, ctx, state) -> (output (..., R), state)`, and `num_layers`; the state
-    is (h, c), each (..., num_layers, R), zero before BOS as upstream `init_hidden`.
+    is (h, c), each (..., num_layers, R), zero before BOS as upstream `init_hidden`
+    (layers widened by `nic_jax.grow` have widths `hidden_sizes`; R is the widest).
     ctx holds `att` (..., K, R) embedded regions, `p_att` (..., K, A) their
     projection, `att_mask` (..., K) when given, and `fc` (..., R) when `uses_fc`.
     """
@@ -83,7 +84,8 @@ class AttModel(nnx.Module):
 
     def __init__(self, config, vocab_size: int, rngs: nnx.Rngs, uses_fc: bool):
         self.drop_prob_lm = config.drop_prob_lm
-        self.rnn_size = config.rnn_size
+        self.hidden_sizes = hidden_sizes(config, self.num_layers)
+        self.rnn_size = max(self.hidden_sizes)  # the state's width
         self.att_feat_size = config.att_feat_size
         self.uses_fc = uses_fc
         rnn, enc = config.rnn_size, config.input_encoding_size
@@ -91,7 +93,7 @@ class AttModel(nnx.Module):
         if uses_fc:
             self.fc_embed = torch_linear(config.fc_feat_size, rnn, rngs)
         self.att_embed = torch_linear(config.att_feat_size, rnn, rngs)
-        self.logit = torch_linear(rnn, vocab_size + 1, rngs)
+        self.logit = torch_linear(self.hidden_sizes[-1], vocab_size + 1, rngs)
         self.ctx2att = torch_linear(rnn, config.att_hid_size, rngs)
 
     def _embed_relu_dropout(self, layer, x, key):

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from nic_jax.models.layers import pad_units
+
 LSTM_BIAS_INIT = 2.0  # the handout's LSTMCell: "bias ... Initialized to two"
 
 GATE_SUFFIXES = {"rnn": ("",), "gru": ("_u", "_r", ""), "lstm": ("_f", "_i", "_o", "")}
@@ -76,7 +78,8 @@ def stack_step(
       cell_fn: `rnn_cell`, `gru_cell` or `lstm_cell`.
       layers: L params dicts, bottom first.
       x: (..., I) input of layer 0.
-      state: (..., L, S) per-layer states (S = H, or 2H = [h; c] for the LSTM).
+      state: (..., L, S) per-layer states (S = H, or 2H = [h; c] for the LSTM);
+        layers of unequal widths H_l use the first S_l entries of the widest S.
 
     Returns:
       (h of the top layer (..., H), new state (..., L, S)).
@@ -84,9 +87,11 @@ def stack_step(
     new_states = []
     inputs = x
     for layer, params in enumerate(layers):
-        layer_state = cell_fn(params, inputs, state[..., layer, :])
-        new_states.append(layer_state)
-        inputs = layer_state[..., : params["bias"].shape[-1]]  # h leads the state
+        hidden = params["bias"].shape[-1]
+        size = 2 * hidden if cell_fn is lstm_cell else hidden
+        layer_state = cell_fn(params, inputs, state[..., layer, :size])
+        new_states.append(pad_units(layer_state, state.shape[-1]))
+        inputs = layer_state[..., :hidden]  # h leads the state
     return inputs, jnp.stack(new_states, -2)
 
 

@@ -11,7 +11,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nic_jax.models.layers import dropout, torch_linear, uniform_embed, uniform_linear
+from nic_jax.models.layers import (
+    dropout,
+    hidden_sizes,
+    torch_linear,
+    uniform_embed,
+    uniform_linear,
+)
 
 
 class LSTMCore(nnx.Module):
@@ -45,12 +51,12 @@ class FCModel(nnx.Module):
 
     def __init__(self, config, vocab_size: int, rngs: nnx.Rngs):
         self.drop_prob_lm = config.drop_prob_lm
-        self.rnn_size = config.rnn_size
+        (self.rnn_size,) = hidden_sizes(config, 1)
         enc = config.input_encoding_size
         self.img_embed = torch_linear(config.fc_feat_size, enc, rngs)
-        self.core = LSTMCore(enc, config.rnn_size, rngs)
+        self.core = LSTMCore(enc, self.rnn_size, rngs)
         self.embed = uniform_embed(vocab_size + 1, enc, 0.1, rngs)
-        self.logit = uniform_linear(config.rnn_size, vocab_size + 1, 0.1, rngs)
+        self.logit = uniform_linear(self.rnn_size, vocab_size + 1, 0.1, rngs)
 
     def encode(self, feats: dict, key: jax.Array | None = None) -> dict:
         """feats['fc'] (B, D) -> context {'img': (B, E)}; no dropout here upstream."""

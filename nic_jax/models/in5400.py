@@ -35,7 +35,7 @@ from flax import nnx
 
 from nic_jax.errors import InputError
 from nic_jax.models import cells
-from nic_jax.models.layers import dropout, torch_linear
+from nic_jax.models.layers import dropout, hidden_sizes, torch_linear
 
 INPUT_DROPOUT = 0.25
 ATT_DROPOUT = 0.25
@@ -79,18 +79,20 @@ class Cell(nnx.Module):
 
 
 class CellStack(nnx.Module):
-    """L stacked cells of one kind; state (..., L, S) with S = H or 2H (LSTM)."""
+    """Stacked cells of one kind, layer l `hidden_sizes[l]` wide; state (..., L, S)
+    with S = H or 2H (LSTM) of the widest layer H."""
 
-    def __init__(self, kind, input_size, hidden_size, num_layers, rngs: nnx.Rngs):
+    def __init__(self, kind, input_size, hidden_sizes, rngs: nnx.Rngs):
         self.kind = kind
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        sizes = [input_size] + [hidden_size] * (num_layers - 1)
-        for layer, size in enumerate(sizes):  # params keys 'layer0', 'layer1', ...
-            setattr(self, f"layer{layer}", Cell(kind, size, hidden_size, rngs))
+        self.hidden_sizes = tuple(hidden_sizes)
+        self.num_layers = len(self.hidden_sizes)
+        inputs = (input_size,) + self.hidden_sizes[:-1]
+        for layer, (size, hidden) in enumerate(zip(inputs, self.hidden_sizes)):
+            # params keys 'layer0', 'layer1', ...
+            setattr(self, f"layer{layer}", Cell(kind, size, hidden, rngs))
 
     def zeros(self, batch_shape: tuple, dtype) -> jax.Array:
-        size = cells.state_size(self.kind, self.hidden_size)
+        size = cells.state_size(self.kind, max(self.hidden_sizes))
         return jnp.zeros(batch_shape + (self.num_layers, size), dtype)
 
     def __call__(self, x: jax.Array, state: jax.Array):
@@ -131,10 +133,9 @@ class IN5400Decoder(nnx.Module):
         embed, map_size = config.input_encoding_size, _setting(config, "nn_map_size")
         self.embed = _embedding(vocab_size, embed, rngs)
         self.input_layer = InputLayer(config.fc_feat_size, map_size, rngs)
-        self.rnn = CellStack(
-            self.kind, embed + map_size, config.rnn_size, self.num_layers, rngs
-        )
-        self.output_layer = torch_linear(config.rnn_size, vocab_size + 1, rngs)
+        sizes = hidden_sizes(config, self.num_layers)
+        self.rnn = CellStack(self.kind, embed + map_size, sizes, rngs)
+        self.output_layer = torch_linear(sizes[-1], vocab_size + 1, rngs)
 
     def encode(self, feats: dict, key: jax.Array | None = None) -> dict:
         """feats['fc'] (B, D) -> {'img': processed feature (B, M)}."""
@@ -185,7 +186,8 @@ class IN5400Attention(nnx.Module):
 
     `encode(feats, key=None)`: feats['att'] (B, K, D) (and optional 'att_mask'
     (B, K)) -> {'regions': (B, K, M), 'pooled': (B, M), 'att_mask'?}.
-    State (..., 2, 2H): [h; c] of layer 0 and of layer 1, zero before BOS.
+    State (..., 2, 2H): [h; c] of layer 0 and of layer 1, zero before BOS (layers
+    widened to `hidden_sizes` (H0, H1) use the first 2 H_l of 2 max(H0, H1)).
     """
 
     uses_att = True
@@ -193,15 +195,15 @@ class IN5400Attention(nnx.Module):
     def __init__(self, config, vocab_size: int, rngs: nnx.Rngs):
         self.att_feat_size = config.att_feat_size
         self.num_regions = _setting(config, "num_regions")
-        embed, hidden = config.input_encoding_size, config.rnn_size
-        map_size = _setting(config, "nn_map_size")
+        embed, map_size = config.input_encoding_size, _setting(config, "nn_map_size")
+        self.sizes = hidden_sizes(config, 2)
         self.embed = _embedding(vocab_size, embed, rngs)
         self.input_layer = InputLayer(config.att_feat_size, map_size, rngs)
-        self.lstm0 = CellStack("lstm", embed + map_size, hidden, 1, rngs)
-        self.att_hidden = torch_linear(2 * hidden, ATT_HIDDEN, rngs)
+        self.lstm0 = CellStack("lstm", embed + map_size, self.sizes[:1], rngs)
+        self.att_hidden = torch_linear(2 * self.sizes[0], ATT_HIDDEN, rngs)
         self.att_out = torch_linear(ATT_HIDDEN, self.num_regions, rngs)
-        self.lstm1 = CellStack("lstm", hidden + map_size, hidden, 1, rngs)
-        self.output_layer = torch_linear(hidden, vocab_size + 1, rngs)
+        self.lstm1 = CellStack("lstm", self.sizes[0] + map_size, self.sizes[1:], rngs)
+        self.output_layer = torch_linear(self.sizes[1], vocab_size + 1, rngs)
 
     def encode(self, feats: dict, key: jax.Array | None = None) -> dict:
         _check_features(feats, "att", self.att_feat_size, "att_feat_size", 3)
@@ -219,9 +221,8 @@ class IN5400Attention(nnx.Module):
 
     def init_state(self, ctx: dict) -> jax.Array:
         pooled = ctx["pooled"]
-        return jnp.concatenate(
-            [self.lstm0.zeros(pooled.shape[:-1], pooled.dtype)] * 2, axis=-2
-        )
+        width = cells.state_size("lstm", max(self.sizes))
+        return jnp.zeros(pooled.shape[:-1] + (2, width), pooled.dtype)
 
     def attention_weights(self, hc0, att_mask, key) -> jax.Array:
         """Region weights (..., K) from layer 0's [h; c] (..., 2H)."""
@@ -240,7 +241,8 @@ class IN5400Attention(nnx.Module):
             ctx["pooled"], words.shape[:-1] + ctx["pooled"].shape[-1:]
         )
         h0, state0 = self.lstm0(jnp.concatenate([words, pooled], -1), state[..., :1, :])
-        weights = self.attention_weights(state0[..., 0, :], ctx.get("att_mask"), key)
+        hc0 = state0[..., 0, : 2 * self.sizes[0]]
+        weights = self.attention_weights(hc0, ctx.get("att_mask"), key)
         attended = jnp.einsum("...k,...km->...m", weights, ctx["regions"])
         top, state1 = self.lstm1(jnp.concatenate([h0, attended], -1), state[..., 1:, :])
         logprobs = jax.nn.log_softmax(self.output_layer(top), axis=-1)

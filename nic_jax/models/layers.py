@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nic_jax.errors import InputError
+
 
 def _uniform(scale: float):
     def init(key, shape, dtype=jnp.float32):
@@ -57,3 +59,28 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def hidden_sizes(config, num_layers: int) -> tuple[int, ...]:
+    """Hidden widths H_l of the recurrent layers, bottom first.
+
+    `config.hidden_sizes` (written by `nic_jax.grow` when it widens one layer) or,
+    when empty or absent, `config.rnn_size` for every layer.
+    """
+    sizes = tuple(int(size) for size in (config.get("hidden_sizes") or ()))
+    if not sizes:
+        return (config.rnn_size,) * num_layers
+    if len(sizes) != num_layers or min(sizes) < 1:
+        raise InputError(
+            f"config model.hidden_sizes={sizes} does not fit model "
+            f"{config.get('name')!r}: expected {num_layers} positive widths"
+        )
+    return sizes
+
+
+def pad_units(x: jax.Array, width: int) -> jax.Array:
+    """Zero-pads the last axis to `width`: layers of unequal widths share one
+    stacked state array (..., L, max width); each reads its first H_l entries."""
+    if x.shape[-1] == width:
+        return x
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - x.shape[-1])])

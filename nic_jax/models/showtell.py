@@ -14,7 +14,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nic_jax.models.attention import split_key
-from nic_jax.models.layers import dropout, torch_linear, uniform_embed, uniform_linear
+from nic_jax.models.layers import (
+    dropout,
+    hidden_sizes,
+    pad_units,
+    torch_linear,
+    uniform_embed,
+    uniform_linear,
+)
 
 
 def _uniform_param(rngs: nnx.Rngs, shape: tuple, scale: float) -> nnx.Param:
@@ -57,13 +64,14 @@ class TorchLSTMCell(nnx.Module):
 class TorchLSTM(nnx.Module):
     """torch.nn.LSTM (one time step): `weight_ih_l{k}`, `weight_hh_l{k}` and, with
     bias, `bias_ih_l{k}`, `bias_hh_l{k}`; dropout on every layer's output but the
-    last, in training only."""
+    last, in training only. Layer k is `hidden_sizes[k]` wide (torch: all equal)."""
 
-    def __init__(self, input_size, hidden_size, num_layers, rngs, bias, dropout_p):
-        self.num_layers, self.bias, self.dropout_p = num_layers, bias, dropout_p
-        scale = 1.0 / hidden_size**0.5
-        for k in range(num_layers):
-            in_size = input_size if k == 0 else hidden_size
+    def __init__(self, input_size, hidden_sizes, rngs, bias, dropout_p):
+        self.hidden_sizes = tuple(hidden_sizes)
+        self.num_layers, self.bias, self.dropout_p = len(hidden_sizes), bias, dropout_p
+        for k, hidden_size in enumerate(self.hidden_sizes):
+            scale = 1.0 / hidden_size**0.5
+            in_size = input_size if k == 0 else self.hidden_sizes[k - 1]
             shapes = {"weight_ih": (4 * hidden_size, in_size)}
             shapes["weight_hh"] = (4 * hidden_size, hidden_size)
             if bias:
@@ -78,16 +86,19 @@ class TorchLSTM(nnx.Module):
         return [getattr(self, f"{name}_l{k}")[...] for name in names]
 
     def __call__(self, x: jax.Array, state: tuple, key: jax.Array | None):
-        """x (..., in), state (h, c) each (..., L, H) -> (top h (..., H), state)."""
+        """x (..., in), state (h, c) each (..., L, H) -> (top h (..., H), state).
+
+        With unequal widths H is the widest; layer k uses its first H_k entries."""
         keys = split_key(key, max(self.num_layers - 1, 1))
         hs, cs = [], []
-        for k in range(self.num_layers):
+        width = state[0].shape[-1]
+        for k, size in enumerate(self.hidden_sizes):
             if k > 0:
                 x = dropout(x, self.dropout_p, keys[k - 1])
-            h, c = state[0][..., k, :], state[1][..., k, :]
+            h, c = state[0][..., k, :size], state[1][..., k, :size]
             x, c = torch_lstm_update(x, h, c, *self._layer_params(k))
-            hs.append(x)
-            cs.append(c)
+            hs.append(pad_units(x, width))
+            cs.append(pad_units(c, width))
         return x, (jnp.stack(hs, -2), jnp.stack(cs, -2))
 
 
@@ -102,15 +113,14 @@ class ShowTellModel(nnx.Module):
 
     def __init__(self, config, vocab_size: int, rngs: nnx.Rngs):
         self.drop_prob_lm = config.drop_prob_lm
-        self.rnn_size = config.rnn_size
         self.num_layers = config.get("num_layers", 1)
+        sizes = hidden_sizes(config, self.num_layers)
+        self.rnn_size = max(sizes)  # the state's width
         enc = config.input_encoding_size
         self.img_embed = torch_linear(config.fc_feat_size, enc, rngs)
-        self.core = TorchLSTM(
-            enc, config.rnn_size, self.num_layers, rngs, False, config.drop_prob_lm
-        )
+        self.core = TorchLSTM(enc, sizes, rngs, False, config.drop_prob_lm)
         self.embed = uniform_embed(vocab_size + 1, enc, 0.1, rngs)
-        self.logit = uniform_linear(config.rnn_size, vocab_size + 1, 0.1, rngs)
+        self.logit = uniform_linear(sizes[-1], vocab_size + 1, 0.1, rngs)
 
     def encode(self, feats: dict, key: jax.Array | None = None) -> dict:
         """feats['fc'] (B, D) -> {'img_state': (h, c)}, each (B, L, R): the state

@@ -13,29 +13,38 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nic_jax.models.attention import Attention, AttModel
+from nic_jax.models.layers import hidden_sizes, pad_units
 from nic_jax.models.showtell import TorchLSTMCell
 
 
 class TopDownCore(nnx.Module):
     """`att_lstm`, `lang_lstm`, `attention`; state (h, c), each (..., 2, R) with
-    layer 0 the attention LSTM and layer 1 the language LSTM, as upstream."""
+    layer 0 the attention LSTM and layer 1 the language LSTM, as upstream. The
+    embedded fc and regions are R = `rnn_size` wide; the LSTMs H0 and H1
+    (`hidden_sizes`, both R unless widened); the state is max(H0, H1) wide."""
 
     def __init__(self, config, rngs: nnx.Rngs):
         rnn = config.rnn_size
-        self.att_lstm = TorchLSTMCell(config.input_encoding_size + 2 * rnn, rnn, rngs)
-        self.lang_lstm = TorchLSTMCell(2 * rnn, rnn, rngs)
-        self.attention = Attention(rnn, config.att_hid_size, rngs)
+        self.sizes = hidden_sizes(config, 2)
+        att_size, lang_size = self.sizes
+        att_input = lang_size + rnn + config.input_encoding_size
+        self.att_lstm = TorchLSTMCell(att_input, att_size, rngs)
+        self.lang_lstm = TorchLSTMCell(rnn + att_size, lang_size, rngs)
+        self.attention = Attention(att_size, config.att_hid_size, rngs)
 
     def __call__(self, xt: jax.Array, ctx: dict, state):
         """xt (..., E) -> (output (..., R), new state)."""
-        (h, c), prev_h = state, state[0][..., -1, :]
+        (h, c), (att_size, lang_size) = state, self.sizes
+        prev_h = h[..., -1, :lang_size]
         att_lstm_input = jnp.concatenate([prev_h, ctx["fc"], xt], axis=-1)
-        h_att, c_att = self.att_lstm(att_lstm_input, (h[..., 0, :], c[..., 0, :]))
+        att_state = (h[..., 0, :att_size], c[..., 0, :att_size])
+        h_att, c_att = self.att_lstm(att_lstm_input, att_state)
         att = self.attention(h_att, ctx["att"], ctx["p_att"], ctx.get("att_mask"))
         lang_lstm_input = jnp.concatenate([att, h_att], axis=-1)
-        h_lang, c_lang = self.lang_lstm(lang_lstm_input, (h[..., 1, :], c[..., 1, :]))
-        state = (jnp.stack([h_att, h_lang], -2), jnp.stack([c_att, c_lang], -2))
-        return h_lang, state
+        lang_state = (h[..., 1, :lang_size], c[..., 1, :lang_size])
+        h_lang, c_lang = self.lang_lstm(lang_lstm_input, lang_state)
+        stack = lambda a, b: jnp.stack([pad_units(x, h.shape[-1]) for x in (a, b)], -2)
+        return h_lang, (stack(h_att, h_lang), stack(c_att, c_lang))
 
 
 class TopDownModel(AttModel):

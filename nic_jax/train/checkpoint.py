@@ -3,14 +3,27 @@
 Each checkpoint has three items: `params` (so evaluation restores params only),
 `train` (optimizer state, step, PRNG key data, data position, best score: everything
 else needed to continue exactly) and `meta` (JSON: resolved config, vocabulary,
-data fingerprint). Orbax writes into a temporary directory and renames it into
-place, so a killed save leaves the previous checkpoint usable. The latest
-`max_to_keep` checkpoints are kept, plus the best one by validation score.
+data fingerprint). The latest `max_to_keep` checkpoints are kept, plus the best one
+by validation score.
+
+Failures leave the last complete checkpoint usable:
+* orbax writes `<step>.orbax-checkpoint-tmp` and renames it to `<step>` once every
+  item is written, so a killed save leaves only a temporary directory, which
+  readers ignore and the next save of that step replaces;
+* a write that fails (disk full, quota, I/O error; orbax raises it at the next
+  save or `wait_until_finished` when saving asynchronously) raises
+  `CheckpointWriteError` naming the step, the cause and the last complete step,
+  and the trainer stops there;
+* a resume refuses a checkpoint of another vocabulary, model shape or training
+  data (`check_data`; `ckpt.allow_data_change=True` overrides the last).
 """
 
+import errno
 import os
+import re
 
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from nic_jax.errors import InputError
@@ -20,6 +33,83 @@ ITEMS = ("params", "train", "meta")
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+class CheckpointWriteError(InputError):
+    """A checkpoint could not be written: disk full, quota, I/O error."""
+
+
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")  # tensorstore's messages
+
+
+def _storage_cause(error: BaseException) -> str | None:
+    """A short cause when `error` is a failed write, else None (not ours to hide).
+
+    Python writers raise OSError; tensorstore (the array items) raises ValueError
+    "RESOURCE_EXHAUSTED: ... [os_error_code='28']" for the same full disk.
+    """
+    if isinstance(error, OSError):
+        return os.strerror(error.errno) if error.errno else str(error)
+    match = _OS_ERROR_CODE.search(str(error))
+    if match:
+        return os.strerror(int(match.group(1)))
+    if "RESOURCE_EXHAUSTED" in str(error):
+        return os.strerror(errno.ENOSPC)
+    return None
+
+
+def complete_steps(directory) -> list:
+    """Steps of the finished checkpoints in `directory` (orbax renames a step's
+    temporary directory to the bare number once all of it is written)."""
+    try:
+        names = os.listdir(os.fspath(directory))
+    except FileNotFoundError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+class Manager(ocp.CheckpointManager):
+    """orbax's manager whose failed writes raise `CheckpointWriteError`.
+
+    A failed asynchronous save surfaces at the next `save` or
+    `wait_until_finished`; waiting first in `save` keeps the blame on its step.
+    """
+
+    _pending_step = None
+
+    def save(self, step, *args, **kwargs):
+        self.wait_until_finished()
+        try:
+            saved = super().save(step, *args, **kwargs)
+        except Exception as error:
+            self._raise_write_error(error, step)
+            raise
+        self._pending_step = step
+        return saved
+
+    def wait_until_finished(self):
+        try:
+            super().wait_until_finished()
+        except Exception as error:
+            self._raise_write_error(error, self._pending_step)
+            raise
+        self._pending_step = None
+
+    def _raise_write_error(self, error: BaseException, step) -> None:
+        cause = _storage_cause(error)
+        if cause is None:
+            return
+        self._pending_step = None
+        # the step's temporary directory stays: writers of its other items may
+        # still be at work (the next save of the step replaces it)
+        directory = os.fspath(self.directory)
+        done = [s for s in complete_steps(directory) if s != step]
+        last = f"step {done[-1]}" if done else "none yet"
+        raise CheckpointWriteError(
+            f"checkpoint step {step} could not be written to {directory}: {cause}. "
+            f"The run stopped; the last complete checkpoint is {last}. Free space "
+            "(or fix the disk) and rerun the same command to resume from it"
+        ) from None
 
 
 def make_manager(workdir: str, ckpt_config, best_metric: str, read_only=False):
@@ -36,13 +126,14 @@ def make_manager(workdir: str, ckpt_config, best_metric: str, read_only=False):
     )
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy,
+        # without best_fn orbax neither writes nor reads the metrics, so BestN and
+        # `best_step` would see none once the process ends
+        best_fn=lambda metrics: metrics[best_metric],
         enable_async_checkpointing=ckpt_config.async_save and not read_only,
         read_only=read_only,
         create=not read_only,
     )
-    return ocp.CheckpointManager(
-        checkpoint_dir(workdir), item_names=ITEMS, options=options
-    )
+    return Manager(checkpoint_dir(workdir), item_names=ITEMS, options=options)
 
 
 def save(manager, step: int, params, train, meta: dict, metrics=None) -> None:
@@ -61,9 +152,10 @@ def save(manager, step: int, params, train, meta: dict, metrics=None) -> None:
 
 def restore(manager, step: int, abstract_params, abstract_train):
     """Restores (params, train, meta) at `step` against abstract (eval_shape) trees."""
-    restored = manager.restore(
+    restored = _restore(
+        manager,
         step,
-        args=ocp.args.Composite(
+        ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract_params),
             train=ocp.args.StandardRestore(abstract_train),
             meta=ocp.args.JsonRestore(),
@@ -74,9 +166,10 @@ def restore(manager, step: int, abstract_params, abstract_train):
 
 def restore_params(manager, step: int, abstract_params):
     """Restores (params, meta) only, as evaluation does."""
-    restored = manager.restore(
+    restored = _restore(
+        manager,
         step,
-        args=ocp.args.Composite(
+        ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract_params),
             meta=ocp.args.JsonRestore(),
         ),
@@ -86,9 +179,31 @@ def restore_params(manager, step: int, abstract_params):
 
 def restore_meta(manager, step: int) -> dict:
     """The JSON metadata (config, vocabulary, fingerprint) of `step`."""
-    return manager.restore(
-        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-    ).meta
+    meta = _restore(manager, step, ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    if not isinstance(meta, dict):
+        raise InputError(
+            f"checkpoint {_step_dir(manager, step)}: meta is not an object"
+        )
+    return meta
+
+
+def _step_dir(manager, step: int) -> str:
+    return os.path.join(os.fspath(manager.directory), str(step))
+
+
+def _restore(manager, step: int, args):
+    """manager.restore, any failure as an InputError naming the checkpoint."""
+    try:
+        return manager.restore(step, args=args)
+    except InputError:
+        raise
+    except Exception as error:
+        older = [s for s in manager.all_steps() if s < step]
+        hint = f"; move it aside to resume from step {older[-1]}" if older else ""
+        raise InputError(
+            f"checkpoint {_step_dir(manager, step)} cannot be restored "
+            f"({type(error).__name__}: {str(error)[:300]}){hint}"
+        ) from error
 
 
 def best_step(manager, metric: str):
@@ -116,3 +231,47 @@ def check_vocabulary(meta: dict, ix_to_word: dict, where: str) -> None:
             f"checkpoint {where} was trained on another vocabulary than the data "
             f"({detail}); use the data it was trained on"
         )
+
+
+def _changed_data_fields(meta: dict, data_config) -> list:
+    saved = meta.get("config", {}).get("data", {})
+    current = data_config.to_dict() if data_config is not None else {}
+    return sorted(k for k in set(saved) & set(current) if saved[k] != current[k])
+
+
+def check_data(
+    meta: dict,
+    fingerprint: str,
+    where: str,
+    data_config=None,
+    allow_change: bool = False,
+) -> None:
+    """Refuses to resume on other training data than the checkpoint's.
+
+    The fingerprint (`data.dataset`) covers the vocabulary, the train split's
+    images, captions and features: on other data, the saved data position would
+    not continue the same run. "" on either side (converted checkpoints) or
+    fingerprints of another version (`<version>-<hex>`; older ones had no
+    version) cannot be compared and pass.
+    """
+    saved = meta.get("data_fingerprint") or ""
+    if not saved or not fingerprint or saved == fingerprint:
+        return
+    if saved.partition("-")[0] != fingerprint.partition("-")[0]:
+        logging.warning("checkpoint %s: data fingerprint of another version", where)
+        return
+    changed = _changed_data_fields(meta, data_config)
+    detail = (
+        f"; config fields changed: data.{', data.'.join(changed)}" if changed else ""
+    )
+    message = (
+        f"checkpoint {where} was trained on other data: its data fingerprint is "
+        f"{saved}, the data now gives {fingerprint}{detail}"
+    )
+    if allow_change:
+        logging.warning("%s; resuming anyway (ckpt.allow_data_change=True)", message)
+        return
+    raise InputError(
+        f"{message}. Use the run's data, another workdir, or "
+        "--config.ckpt.allow_data_change=True to resume on the new data"
+    )

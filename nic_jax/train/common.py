@@ -18,13 +18,15 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
+from nic_jax import parallel
+from nic_jax.config_check import check_config
 from nic_jax.data.batches import steps_per_epoch
 from nic_jax.data.dataset import load_dataset
 from nic_jax.errors import InputError
 from nic_jax.evaluation.captioning import evaluate_split
 from nic_jax.models.functional import build_decoder, init_params
 from nic_jax.models.registry import get_model_class
-from nic_jax.train import checkpoint
+from nic_jax.train import budget, checkpoint, numerics
 from nic_jax.train.metric_writer import MetricWriter
 
 
@@ -41,7 +43,9 @@ class TrainState:
 
 
 def save_config(config, workdir: str) -> None:
-    """Writes the resolved config as `workdir/config.json` (atomically)."""
+    """Writes the resolved config as `workdir/config.json` (atomically; process 0)."""
+    if not parallel.is_main_process():
+        return
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "config.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -50,7 +54,8 @@ def save_config(config, workdir: str) -> None:
 
 
 def setup_data_and_decoder(config, splits=("train", "val", "test")):
-    """Loads the dataset and builds the decoder it fits."""
+    """Checks the config, loads the dataset and builds the decoder it fits."""
+    check_config(config)
     need_att = get_model_class(config.model.name).uses_att
     dataset = load_dataset(config.data, config.model.fc_feat_size, need_att, splits)
     return dataset, build_decoder(config.model, dataset.vocab_size)
@@ -167,9 +172,39 @@ def new_train_state(config, dataset, optimizer) -> TrainState:
         data_position=jnp.zeros((), jnp.int32),
         best_score=jnp.full((), -jnp.inf, jnp.float32),
     )
-    # one placement for every leaf (restored params are committed, fresh zeros are
-    # not): the step's outputs then match its inputs and it compiles once
-    return jax.device_put(state, jax.devices()[0])
+    return state  # placed on the run's devices by `restore_or_make`
+
+
+def data_mesh(config):
+    """The XE/SCST mesh: `mesh.data` devices, each taking an equal batch slice."""
+    return parallel.make_mesh(
+        config.mesh, parallel.DATA, config.data.batch_size, "data.batch_size"
+    )
+
+
+def jit_data_parallel(step_fn, mesh):
+    """`step_fn(state, batch, extra) -> (state, metrics)` jitted data-parallel:
+    the state, `extra` and the outputs replicated over `mesh`, the batch (B, ...)
+    split over its `data` axis (XLA all-reduces the gradients); state donated."""
+    replicated = parallel.replicated(mesh)
+    return jax.jit(
+        step_fn,
+        in_shardings=(replicated, parallel.split(mesh, parallel.DATA), replicated),
+        out_shardings=replicated,
+        donate_argnums=0,
+    )
+
+
+def global_batch_fn(mesh, batch_size: int, make_batch):
+    """`fit`'s batch_fn: make_batch(position, share) reads this process's share
+    (a slice) of the `batch_size` rows; the global batch is assembled on the
+    mesh's `data` axis."""
+    share = parallel.process_rows(batch_size)
+
+    def batch_fn(position):
+        return parallel.global_batch(make_batch(position, share), mesh, parallel.DATA)
+
+    return batch_fn
 
 
 def step_key(state: TrainState) -> jax.Array:
@@ -201,27 +236,59 @@ def restore_or_make(run, make_state):
     """
     step = run.manager.latest_step()
     if step is None:
-        return make_state(run.config)
+        # one placement for every leaf (restored params are committed, fresh zeros
+        # are not): the step's outputs then match its inputs and it compiles once
+        return parallel.replicate(make_state(run.config), run.state_sharding)
     config = run.config.copy_and_resolve_references()
     config.ckpt.init_from = ""  # the shapes only: never read another run here
-    abstract = jax.eval_shape(lambda: make_state(config))
-    params, train, meta = checkpoint.restore(
-        run.manager, step, abstract.params, abstract.replace(params=None)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=run.state_sharding),
+        jax.eval_shape(lambda: make_state(config)),
     )
+    # metadata first: another vocabulary, model or data gets its own message, not
+    # a shape mismatch from deep inside the restore
     where = checkpoint.checkpoint_dir(run.workdir)
+    meta = checkpoint.restore_meta(run.manager, step)
     checkpoint.check_vocabulary(meta, run.dataset.ix_to_word, where)
     check_model_config(meta, run.config.model, where)
+    checkpoint.check_data(
+        meta,
+        run.dataset.fingerprint,
+        where,
+        run.config.data,
+        run.config.ckpt.get("allow_data_change", False),
+    )
+    params, train, _ = checkpoint.restore(
+        run.manager, step, abstract.params, abstract.replace(params=None)
+    )
     logging.info("resumed from step %d of %s", step, where)
     return train.replace(params=params)
 
 
 class Run:
-    """The fixed parts of one training run: data, sizes, checkpoints, validation."""
+    """The fixed parts of one training run: data, sizes, checkpoints, validation.
+
+    `mesh`: the run's devices (`nic_jax.parallel.make_mesh`); the train state is
+    replicated over it (`state_sharding`). None: this process's first device.
+    """
 
     def __init__(
-        self, config, workdir, dataset, decoder, num_epochs: int, total_steps=None
+        self,
+        config,
+        workdir,
+        dataset,
+        decoder,
+        num_epochs: int,
+        total_steps=None,
+        mesh=None,
     ):
         self.config, self.workdir = config, workdir
+        self.mesh = mesh
+        self.state_sharding = (
+            jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            if mesh is None
+            else parallel.replicated(mesh)
+        )
         self.dataset, self.decoder = dataset, decoder
         self.train = dataset.splits["train"]
         self.steps_per_epoch = steps_per_epoch(
@@ -240,6 +307,8 @@ class Run:
         self.meta = checkpoint_meta(config, dataset)
 
     def save(self, state: TrainState, metrics=None) -> None:
+        # host-made leaves (best score, flags) onto the mesh: every process saves
+        state = parallel.replicate(state, self.state_sharding)
         checkpoint.save(
             self.manager,
             int(state.step),
@@ -257,9 +326,10 @@ class Run:
         """
         cfg = self.config
         split = self.dataset.splits[cfg.evals.split]
+        params = parallel.local_copy(state.params)  # each process decodes alone
         scores, captions = evaluate(
             self.decoder,
-            state.params,
+            params,
             split,
             self.dataset.ix_to_word,
             cfg.evals,
@@ -268,7 +338,7 @@ class Run:
         )
         log_samples(split, captions, cfg.evals.num_samples)
         if extra_fn is not None:
-            extra = {f"{split.name}/{k}": v for k, v in extra_fn(state.params).items()}
+            extra = {f"{split.name}/{k}": v for k, v in extra_fn(params).items()}
             logging.info("%s: %s", split.name, extra)
             scores.update(extra)
         best = max(float(state.best_score), scores[self.best_key])
@@ -278,11 +348,20 @@ class Run:
         return state, scores
 
 
+def _stop_if_non_finite(run, history: list, params, step: int, loss_key: str):
+    """`numerics`' checks of the steps since the last log and of the params; on
+    a failure, the saves in flight finish first: the last good checkpoint stays."""
+    try:
+        numerics.check_metrics(history, step, loss_key)
+        numerics.check_params(params, step)
+    except numerics.NonFiniteError:
+        run.manager.wait_until_finished()
+        raise
+
+
 def _log_train(writer, step: int, history: list, extras: dict, loss_key: str):
     summary = mean_metrics(jax.device_get(history))
     loss = summary[loss_key]
-    if not np.isfinite(loss):
-        raise FloatingPointError(f"{loss_key} is {loss} at step {step}; stopping")
     summary.update(extras)
     writer.write(step, summary)
     logging.info("step %d: %s %.4f", step, loss_key, loss)
@@ -298,20 +377,26 @@ def fit(
     loss_key: str = "train/loss",
     validate_fn=None,
     validate_first: bool = False,
+    captions_fn=None,
 ):
-    """Runs `state` to `run.total_steps`; returns the last validation scores.
+    """Runs `state` to `run.total_steps` (or to `config.budget.train_s` seconds of
+    training, `train/budget.py`); returns the last validation scores.
 
     step_fn(state, batch, step) -> (state, metrics) runs one update;
     batch_fn(position) -> the host batch at a data position;
     extras_fn(step) -> host values logged beside the step metrics;
-    loss_key: the logged metric that must stay finite;
+    loss_key: the metric logged on each line and named first when a step's
+    metrics or the params turn non-finite (`numerics`: the run stops);
     validate_fn(state, writer, step) -> (state, scores), default `run.validate`;
-    validate_first: score the starting point too (step 0 of a fine-tuning run).
+    validate_first: score the starting point too (step 0 of a fine-tuning run);
+    captions_fn(state) -> captions the next step decodes (host int), logged as
+    `time/decoded_captions` under a budget.
     """
     validate_fn = run.validate if validate_fn is None else validate_fn
     cfg = run.config
     start = int(state.step)
     writer = MetricWriter(run.workdir, cfg.log.tensorboard, resume_step=start)
+    clock = budget.TrainClock.resume(cfg.get("budget"), writer.path)
     position = int(state.data_position)
     history, scores = [], {}
     logging.info(
@@ -321,24 +406,44 @@ def fit(
         run.steps_per_epoch,
         start,
     )
-    if validate_first and start == 0:
+    # not again when resuming from the step-0 checkpoint that validation saved
+    if validate_first and start == 0 and run.manager.latest_step() is None:
         state, scores = validate_fn(state, writer, 0)
-    steps = range(start, run.total_steps)
+        if clock.enabled:
+            writer.write(0, clock.metrics())
+    clock.start()
+    # no step when resumed after the budget was spent
+    steps = range(start, start if clock.exceeded() else run.total_steps)
     for step in tqdm(
-        steps, initial=start, total=run.total_steps, desc=name, mininterval=5
+        steps,
+        initial=start,
+        total=run.total_steps,
+        desc=name,
+        mininterval=5,
+        disable=not parallel.is_main_process(),
     ):
+        captions = 0 if captions_fn is None else captions_fn(state)
         state, metrics = step_fn(state, batch_fn(position), step)
+        clock.stepped(state, captions)
         position += 1
         history.append(metrics)
         done = step + 1
-        last = done == run.total_steps
-        if done % cfg.log.every_steps == 0 or last:
-            _log_train(writer, done, history, extras_fn(step), loss_key)
+        last = done == run.total_steps or clock.exceeded()
+        validating = done % cfg.evals.every_steps == 0 or last or clock.eval_due()
+        saving = validating or done % cfg.ckpt.every_steps == 0
+        if saving or done % cfg.log.every_steps == 0 or last:  # never log/save a NaN
+            _stop_if_non_finite(run, history, state.params, done, loss_key)
+        if done % cfg.log.every_steps == 0 or last or (validating and clock.enabled):
+            extras = extras_fn(step) | clock.metrics()
+            _log_train(writer, done, history, extras, loss_key)
             history = []
-        if done % cfg.evals.every_steps == 0 or last:
-            state, scores = validate_fn(state, writer, done)
-        elif done % cfg.ckpt.every_steps == 0:
-            run.save(state)
+        with clock.stopped(state):
+            if validating:
+                state, scores = validate_fn(state, writer, done)
+            elif done % cfg.ckpt.every_steps == 0:
+                run.save(state)
+        if last:
+            break
     run.manager.wait_until_finished()
     writer.close()
     return scores

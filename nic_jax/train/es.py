@@ -14,8 +14,9 @@ from nic_jax.evolution.ga import GA
 from nic_jax.train import evolution
 
 
-def build_strategy(config, template) -> GA:
-    """`GA` from `config.es`."""
+def build_strategy(config, template, axis=None) -> GA:
+    """`GA` from `config.es`; `axis` (a mesh axis name) splits the children and
+    the elite candidates (see `evolution.EvolutionLoop`)."""
     es = config.es
     return GA(
         template,
@@ -26,6 +27,7 @@ def build_strategy(config, template) -> GA:
         selection=es.selection,
         tournament_size=es.tournament_size,
         eval_chunk_size=es.eval_chunk_size,
+        axis=axis,
     )
 
 

@@ -9,6 +9,11 @@ checkpoints are `train.common.fit`'s, so a killed run resumes exactly: the
 checkpoint holds the strategy state (theta or the parents and podium), the PRNG
 key, the data position, the annealing state and the best score.
 
+On a mesh of several devices (`config.mesh.population`) the generation runs as
+one program per device (`parallel.spmd`): the state, batch, reward and noise
+table are replicated, each device scores its slice of the members, and only the
+fitness scalars (and, for NES, one summed update) cross devices.
+
 Metric names: `es/fitness_mean`, `es/sigma`, `es/update_ratio`, `es/batch_size`, ...;
 validation adds `val/CIDEr-D` (greedy captions, train-split df, EOS counted: the
 reward the strategies optimise) beside the usual metrics.
@@ -22,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nic_jax import rewards
+from nic_jax import parallel, rewards
 from nic_jax.data.batches import gather_features, train_batch
 from nic_jax.errors import InputError
-from nic_jax.evolution import annealing, fitness, safe_mutations
+from nic_jax.evolution import annealing, fitness, lowrank, safe_mutations
 from nic_jax.evolution import noise as noise_lib
 from nic_jax.metrics import df as df_lib
 from nic_jax.models.functional import init_params
@@ -62,6 +67,8 @@ def anneal_config(es_config) -> annealing.AnnealConfig:
 
 def noise_source(es_config, seed: int) -> noise_lib.NoiseSource:
     """A shared noise table (`es.noise="table"`) or noise drawn from member keys."""
+    if es_config.get("noise_rank", 0) > 0:  # low-rank factors come from keys
+        return noise_lib.generated()
     if es_config.noise == "table":
         return noise_lib.shared_table(seed, es_config.noise_table_size)
     if es_config.noise == "generated":
@@ -138,7 +145,7 @@ def new_state(config, dataset, strategy, make_params) -> EvoState:
         best_score=jnp.full((), -jnp.inf, jnp.float32),
         validation_improved=jnp.full((), -1, jnp.int32),
     )
-    return jax.device_put(state, jax.devices()[0])
+    return state  # placed on the run's mesh by `common.restore_or_make`
 
 
 def generation(
@@ -182,27 +189,34 @@ class EvolutionLoop:
 
     def __init__(self, run, strategy, reward, source, after_tell):
         config = run.config
-        self.run, self.strategy, self.reward, self.source = (
-            run,
-            strategy,
-            reward,
-            source,
-        )
+        # replicated over the run's mesh once; the strategy splits the members
+        replicated = run.state_sharding
+        self.run, self.strategy = run, strategy
+        self.reward = parallel.replicate(reward, replicated)
+        self.source = parallel.replicate(source, replicated)
         self.anneal_config = anneal_config(config.es)
         scale_fn = mutation_scale_fn(config.es, run.decoder, strategy.num_params)
+        one_generation = functools.partial(
+            generation,
+            strategy,
+            lowrank.population_decoder(strategy, run.decoder),
+            config.es.fitness,
+            config.data.max_length,
+            scale_fn,
+            after_tell,
+        )
+        if strategy.axis is not None:  # one program per device, members split
+            one_generation = parallel.spmd(one_generation, run.mesh)
         self.generation = jax.jit(
-            functools.partial(
-                generation,
-                strategy,
-                run.decoder,
-                config.es.fitness,
-                config.data.max_length,
-                scale_fn,
-                after_tell,
-            ),
+            one_generation,
+            in_shardings=replicated,
+            out_shardings=replicated,
             donate_argnums=0,
         )
-        self.anneal = jax.jit(functools.partial(annealing.anneal, self.anneal_config))
+        self.anneal = jax.jit(
+            functools.partial(annealing.anneal, self.anneal_config),
+            out_shardings=replicated,
+        )
 
     def batch(self, state: EvoState) -> dict:
         """The training batch at the state's data position and batch size."""
@@ -256,6 +270,21 @@ def ciderd_scores_fn(run, reward, num_items: int):
     return lambda params: {"CIDEr-D": float(score(params, None)) / 100.0}
 
 
+def captions_fn(config, num_val_images: int):
+    """`fit`'s captions_fn: captions the next generation decodes, P members x B
+    images (x 2 for the `self_critical` fitness: a sample and the greedy caption),
+    plus, for the GA, C elite candidates x its validation images."""
+    es = config.es
+    per_image = 2 if es.fitness == "self_critical" else 1
+    if config.trainer == "es":
+        members = es.population_size
+        count = num_val_images if es.num_val_items < 0 else es.num_val_items
+        extra = es.num_elite_candidates * min(count, num_val_images)
+    else:
+        members, extra = 2 * es.num_pairs, 0
+    return lambda state: members * per_image * int(state.anneal.batch_size) + extra
+
+
 def make_validate(run, reward):
     """`fit`'s validate_fn: the usual scores plus on-device CIDEr-D; records whether
     the best score improved (NES's patience rule)."""
@@ -273,16 +302,21 @@ def make_validate(run, reward):
 def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> dict:
     """The evolution loop shared by NES and ES; returns the last validation scores.
 
-    build_strategy(config, template_params) -> strategy;
+    build_strategy(config, template_params, axis) -> strategy (its members split
+    over the mesh axis `axis`, or None);
     make_params(strategy, strategy_state) -> the params pytree to export;
     after_tell_fn(run, strategy, val_reward) -> after_tell(strategy_state, key).
     """
     check_budget(config.es)
+    parallel.initialize(config.mesh)
     common.save_config(config, workdir)
     dataset, decoder = common.setup_data_and_decoder(
         config, ("train", config.evals.split)
     )
-    run = common.Run(config, workdir, dataset, decoder, 0, config.es.num_steps)
+    mesh = parallel.make_mesh(config.mesh, parallel.POPULATION)
+    run = common.Run(
+        config, workdir, dataset, decoder, 0, config.es.num_steps, mesh=mesh
+    )
     val = dataset.splits[config.evals.split]
     reward, val_reward = train_and_val_rewards(
         config.es, run.train, val, dataset.vocab_size
@@ -291,7 +325,8 @@ def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> d
         lambda: init_params(config.model, dataset.vocab_size, jax.random.key(0))
     )
     template = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), abstract)
-    strategy = build_strategy(config, template)
+    split = mesh.shape[parallel.POPULATION] > 1
+    strategy = build_strategy(config, template, parallel.POPULATION if split else None)
     state = common.restore_or_make(
         run, lambda cfg: new_state(cfg, dataset, strategy, make_params)
     )
@@ -309,4 +344,5 @@ def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> d
         loss_key="es/fitness_mean",
         validate_fn=make_validate(run, val_reward),
         validate_first=True,
+        captions_fn=captions_fn(config, len(val.image_ids)),
     )

@@ -11,6 +11,8 @@ import os
 import jax
 from absl import logging
 
+from nic_jax.errors import InputError
+
 
 def _finite_or_str(value):
     value = float(value)
@@ -60,11 +62,27 @@ def _tensorboard_writer(workdir: str):
 
 
 def read_metrics(path: str) -> list:
-    """All lines of a metrics.jsonl file as dicts."""
+    """All lines of a metrics.jsonl file as dicts.
+
+    A last line cut short (a run killed while writing it) is dropped: its step
+    is after the last checkpoint, so the resumed run writes it again.
+    """
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines) and not line.endswith("\n"):
+                break
+            raise InputError(
+                f"{path}: line {number} is not JSON ({error.msg}); expected one "
+                "metrics object per line"
+            ) from None
+    return records
 
 
 def _truncate_after(path: str, step: int) -> None:

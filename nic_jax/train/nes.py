@@ -10,9 +10,12 @@ is never materialised (`nic_jax.evolution`). Starts from `ckpt.init_from` (an XE
 workdir), a converted PyTorch checkpoint, or fresh params; resumes exactly.
 """
 
+import functools
+
 import optax
 
 from nic_jax.errors import InputError
+from nic_jax.evolution.lowrank import LowRankNES
 from nic_jax.evolution.nes import NES
 from nic_jax.train import evolution
 
@@ -30,10 +33,15 @@ def make_optimizer(es_config) -> optax.GradientTransformation:
     )
 
 
-def build_strategy(config, template, mesh=None) -> NES:
-    """`NES` from `config.es` and `config.mesh`; `mesh` splits the members."""
+def build_strategy(config, template, axis=None) -> NES:
+    """`NES` from `config.es` and `config.mesh`; `axis` (a mesh axis name)
+    splits the members (see `evolution.EvolutionLoop`)."""
     es = config.es
-    return NES(
+    if es.get("noise_rank", 0) != 0:  # EGGROLL low-rank noise (evolution/lowrank.py)
+        make = functools.partial(LowRankNES, rank=es.noise_rank)
+    else:
+        make = NES
+    return make(
         template,
         es.num_pairs,
         make_optimizer(es),
@@ -41,7 +49,7 @@ def build_strategy(config, template, mesh=None) -> NES:
         divide_by_sigma=es.divide_by_sigma,
         eval_chunk_size=es.eval_chunk_size,
         noise_chunk_size=es.noise_chunk_size,
-        mesh=mesh,
+        axis=axis,
         gradient_sum=config.mesh.nes_gradient,
     )
 

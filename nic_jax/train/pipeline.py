@@ -9,12 +9,21 @@ stage was interrupted (a finished stage returns at once).
 import json
 import os
 
+from nic_jax.errors import InputError
 from nic_jax.train.registry import get_trainer
+
+FINETUNE_TRAINERS = ("nes", "es")  # their settings live in the `es` group
 
 
 def finetune_config(config, workdir: str):
     """The second stage's config: the same data, model and evals, started from the
     first stage's workdir, validated on CIDEr-D (the fitness it optimises)."""
+    if config.finetune.trainer not in FINETUNE_TRAINERS:
+        raise InputError(
+            f"config finetune.trainer={config.finetune.trainer!r}: valid are "
+            f"{list(FINETUNE_TRAINERS)} or ''; for SCST run configs/scst.py with "
+            "--config.ckpt.init_from=<this workdir>"
+        )
     stage = config.copy_and_resolve_references()
     with stage.unlocked():
         stage.trainer = config.finetune.trainer

@@ -12,7 +12,8 @@ including each caption's first EOS (`RewardCriterion`). One image row serves all
 its samples: the context is computed once and the step is vmapped over samples.
 
 Params start from `ckpt.init_from` (an XE workdir; params only) or fresh; the step
-loop, validation, checkpoints and exact resume are `train/common.py`'s.
+loop, validation, checkpoints and exact resume are `train/common.py`'s. Each
+batch is split over the mesh's `data` axis, params and the reward replicated.
 """
 
 import functools
@@ -22,11 +23,11 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from nic_jax import rewards
+from nic_jax import parallel, rewards
 from nic_jax.data.batches import train_batch
 from nic_jax.decoding import decode
 from nic_jax.errors import InputError
-from nic_jax.train import common
+from nic_jax.train import common, evolution
 from nic_jax.train.optim import lr_schedule, make_optimizer
 
 BASELINES = ("greedy", "mean")
@@ -162,7 +163,15 @@ def check_scst_config(scst_config) -> None:
         )
 
 
-def _jitted_step(config, decoder, optimizer):
+def captions_per_step(config) -> int:
+    """Captions one update decodes: `num_samples` per image, + the greedy baseline."""
+    per_image = config.scst.num_samples + (config.scst.baseline == "greedy")
+    return per_image * config.data.batch_size
+
+
+def jitted_step(config, decoder, optimizer, mesh):
+    """`update(state, batch, reward)`: the batch split over the mesh's `data` axis,
+    the state and the reward replicated (`common.jit_data_parallel`)."""
     step = functools.partial(
         train_step,
         decoder,
@@ -171,31 +180,47 @@ def _jitted_step(config, decoder, optimizer):
         baseline=config.scst.baseline,
         max_len=config.data.max_length,
     )
-    return jax.jit(step, donate_argnums=0)
+    return common.jit_data_parallel(step, mesh)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains until `scst.num_epochs`, resuming from `workdir` when it has a
     checkpoint; returns the last validation scores."""
     check_scst_config(config.scst)
+    parallel.initialize(config.mesh)
     common.save_config(config, workdir)
     dataset, decoder = common.setup_data_and_decoder(
         config, ("train", config.evals.split)
     )
-    run = common.Run(config, workdir, dataset, decoder, config.scst.num_epochs)
-    reward = rewards.reward_from_config(config.scst, run.train, dataset.vocab_size)
+    mesh = common.data_mesh(config)
+    run = common.Run(
+        config, workdir, dataset, decoder, config.scst.num_epochs, mesh=mesh
+    )
+    val = dataset.splits[config.evals.split]
+    reward, val_reward = evolution.train_and_val_rewards(
+        config.scst, run.train, val, dataset.vocab_size
+    )
+    reward = parallel.replicate(reward, run.state_sharding)  # placed once
     optimizer = make_optimizer(config.optim, run.steps_per_epoch)
     state = common.restore_or_init(run, optimizer)
-    update = _jitted_step(config, decoder, optimizer)
+    update = jitted_step(config, decoder, optimizer, mesh)
     schedule = lr_schedule(config.optim, run.steps_per_epoch)
 
-    def batch_fn(position):
+    def make_batch(position, share):
         data = config.data
         batch = train_batch(
-            run.train, config.seed, position, data.batch_size, 1, decoder.uses_att
+            run.train,
+            config.seed,
+            position,
+            data.batch_size,
+            1,
+            decoder.uses_att,
+            share,
         )
         batch.pop("labels")  # the reward holds every image's references
         return batch
+
+    batch_fn = common.global_batch_fn(mesh, config.data.batch_size, make_batch)
 
     def extras_fn(step):
         return {
@@ -204,4 +229,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
         }
 
     step_fn = lambda state, batch, step: update(state, batch, reward)
-    return common.fit(run, state, step_fn, batch_fn, extras_fn, "scst")
+    # val/CIDEr-D as the evolution trainers log it, from the XE starting point on
+    ciderd_fn = evolution.ciderd_scores_fn(run, val_reward, config.evals.num_images)
+    validate_fn = lambda state, writer, step: run.validate(
+        state, writer, step, ciderd_fn
+    )
+    return common.fit(
+        run,
+        state,
+        step_fn,
+        batch_fn,
+        extras_fn,
+        "scst",
+        validate_fn=validate_fn,
+        validate_first=True,
+        captions_fn=lambda state: captions_per_step(config),
+    )

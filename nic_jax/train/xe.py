@@ -4,7 +4,9 @@ The self-critical.pytorch XE recipe: masked token cross-entropy over the words a
 the first EOS of each reference, `seq_per_img` references per image sharing one
 image row, Adam with epoch-wise decay, element-wise gradient clipping, optional
 scheduled sampling (Bengio et al. 2015). Resume order and the step loop:
-`train/common.py`; the numbers of a resumed run equal an uninterrupted one.
+`train/common.py`; the numbers of a resumed run equal an uninterrupted one. Each
+batch is split over the mesh's `data` axis (`config.mesh.data` devices, each
+process reading its own rows), params replicated (`common.jit_data_parallel`).
 """
 
 import functools
@@ -13,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nic_jax import parallel
 from nic_jax.data.batches import train_batch
 from nic_jax.decoding import teacher_forced_logprobs
 from nic_jax.losses import masked_xe
@@ -51,15 +54,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
     Starts from `ckpt.init_from` (another run's params) when set. Returns the last
     validation scores.
     """
+    parallel.initialize(config.mesh)
     common.save_config(config, workdir)
     dataset, decoder = common.setup_data_and_decoder(
         config, ("train", config.evals.split)
     )
-    run = common.Run(config, workdir, dataset, decoder, config.xe.num_epochs)
+    mesh = common.data_mesh(config)
+    run = common.Run(config, workdir, dataset, decoder, config.xe.num_epochs, mesh=mesh)
     optimizer = make_optimizer(config.optim, run.steps_per_epoch)
     state = common.restore_or_init(run, optimizer)
-    update = jax.jit(
-        functools.partial(train_step, decoder, optimizer), donate_argnums=0
+    update = common.jit_data_parallel(
+        functools.partial(train_step, decoder, optimizer), mesh
     )
     schedule = lr_schedule(config.optim, run.steps_per_epoch)
     ss_prob = lambda step: scheduled_sampling_prob(
@@ -69,7 +74,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     def step_fn(state, batch, step):
         return update(state, batch, jnp.float32(ss_prob(step)))
 
-    def batch_fn(position):
+    def make_batch(position, share):
         data = config.data
         return train_batch(
             run.train,
@@ -78,7 +83,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
             data.batch_size,
             data.seq_per_img,
             decoder.uses_att,
+            share,
         )
+
+    batch_fn = common.global_batch_fn(mesh, config.data.batch_size, make_batch)
 
     def extras_fn(step):
         return {

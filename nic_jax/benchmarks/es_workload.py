@@ -1,0 +1,215 @@
+"""The NIC-NES generation the ES benchmarks time, and its analytic FLOP count.
+
+Issue 5's workload: es-img-captioning's FC captioner (embedding 128, hidden 128,
+COCO vocabulary 9,487, fc features 2,048; 2.87 M parameters), a batch of 128
+unique images, greedy CIDEr-D fitness, P = 2n antithetic members read from a
+shared noise table of 2^24 floats. One generation is exactly the trainer's
+(`train.evolution.generation`: ask -> chunked vmapped evaluate -> tell with Adam),
+jit-compiled with the state donated. `--quick` shrinks everything (V = 500, 32
+wide, 64-d features, 8 images) for CI smoke.
+
+`run_generations` builds it in this process, compiles it ahead of time (XLA's own
+memory accounting of the compiled program comes with it), runs it and reports the
+seconds and the process's peak RSS; `measure_in_subprocess` does the same in a
+fresh interpreter (`python -m nic_jax.benchmarks.memory --child ...`), so each
+population size has a peak RSS of its own.
+"""
+
+import dataclasses
+import functools
+import json
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nic_jax.benchmarks import timing, workload
+from nic_jax.evolution import annealing
+from nic_jax.evolution import noise as noise_lib
+from nic_jax.evolution.nes import NES
+from nic_jax.models.functional import build_decoder, init_params
+from nic_jax.train import evolution
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """Model and batch sizes of an ES benchmark."""
+
+    size: int = 128  # embedding E = hidden H
+    vocab_size: int = workload.COCO_VOCAB  # V
+    feat_dim: int = 2048  # D
+    batch_size: int = 128  # B unique images
+    num_images: int = 1024  # images of the reference split (df, references)
+    chunk_size: int = 32  # members vmapped together (`with_chunk`)
+    table_size: int = 2**24  # shared noise table (floats)
+
+
+QUICK = Shape(
+    size=32,
+    vocab_size=500,
+    feat_dim=64,
+    batch_size=8,
+    num_images=64,
+    chunk_size=8,
+    table_size=2**18,
+)
+
+
+def with_chunk(shape: Shape, chunk_size: int) -> Shape:
+    """`shape` with `chunk_size` members in flight; 0: 32 on a CPU, 128 on an
+    accelerator (whose matmul units want more rows)."""
+    if chunk_size <= 0:
+        chunk_size = shape.chunk_size if jax.default_backend() == "cpu" else 128
+    return dataclasses.replace(shape, chunk_size=chunk_size)
+
+
+def fc_flops_per_image(shape: Shape, steps: int = workload.MAX_LEN) -> int:
+    """FLOPs of one greedy FC caption (2 per multiply-add of the matmuls).
+
+    img_embed (D -> E) once; the LSTM core (i2h E -> 5H, h2h H -> 5H) at t = 0 on
+    the image and at each of the T steps; the logit layer (H -> V + 1) at each
+    step. Gates, log-softmax, argmax and the reward are not counted (O(V) per
+    step against O(H V)). The scan always runs all T steps.
+    """
+    e = h = shape.size
+    embed = 2 * shape.feat_dim * e
+    core = 2 * 5 * h * (e + h)
+    logit = 2 * h * (shape.vocab_size + 1)
+    return embed + (steps + 1) * core + steps * logit
+
+
+def num_params(shape: Shape) -> int:
+    """N of the FC decoder: img_embed, LSTM core (i2h, h2h), embedding, logit."""
+    e = h = shape.size
+    v = shape.vocab_size + 1
+    return (shape.feat_dim + 1) * e + (e + h + 2) * 5 * h + v * e + (h + 1) * v
+
+
+@dataclasses.dataclass
+class Workload:
+    """Everything one generation needs, built once."""
+
+    shape: Shape
+    decoder: object
+    params: dict
+    split: object
+    reward: object
+    batch: dict
+    source: noise_lib.NoiseSource
+
+
+def build(shape: Shape, seed: int = 0) -> Workload:
+    """The FC decoder, random params, references, reward and the batch."""
+    config = workload.model_config("fc", shape.size, shape.feat_dim)
+    decoder = build_decoder(config, shape.vocab_size)
+    params = init_params(config, shape.vocab_size, jax.random.key(seed))
+    split = workload.synthetic_split(
+        shape.num_images, shape.vocab_size, shape.feat_dim, seed
+    )
+    reward = workload.reward_for(split, shape.vocab_size)
+    rows = np.arange(shape.batch_size) % shape.num_images
+    batch = {"fc": jnp.asarray(split.fc[rows]), "index": jnp.asarray(rows)}
+    source = noise_lib.shared_table(seed, shape.table_size)
+    return Workload(shape, decoder, params, split, reward, batch, source)
+
+
+def nes_strategy(work: Workload, population: int) -> NES:
+    """NIC-NES with P = 2n members, Adam, chunks of `shape.chunk_size`."""
+    return NES(
+        work.params,
+        population // 2,
+        optax.adam(1e-3),
+        eval_chunk_size=work.shape.chunk_size,
+        noise_chunk_size=work.shape.chunk_size,
+    )
+
+
+def initial_state(work: Workload, strategy: NES) -> evolution.EvoState:
+    """Generation 0 of the trainer's state around the workload's params."""
+    strategy_state = strategy.init(work.params, 0.005)
+    return evolution.EvoState(
+        step=jnp.zeros((), jnp.int32),
+        params=work.params,
+        strategy=strategy_state,
+        anneal=annealing.init(work.shape.batch_size),
+        key=jax.random.key_data(jax.random.key(1)),
+        data_position=jnp.zeros((), jnp.int32),
+        best_score=jnp.full((), -jnp.inf, jnp.float32),
+        validation_improved=jnp.full((), -1, jnp.int32),
+    )
+
+
+def generation_fn(work: Workload, strategy: NES):
+    """The trainer's jitted generation: (state, batch, reward, source) ->
+    (state, metrics, None), the state donated."""
+    no_validation = lambda strategy_state, key: (strategy_state, {}, None)
+    step = functools.partial(
+        evolution.generation,
+        strategy,
+        work.decoder,
+        "greedy",
+        workload.MAX_LEN,
+        None,
+        no_validation,
+    )
+    return jax.jit(step, donate_argnums=0)
+
+
+def run_generations(population: int, shape: Shape, repeats: int) -> dict:
+    """Compiles one generation of P members and runs it `repeats` times.
+
+    Returns wall and CPU (all threads) seconds per run, compile seconds, XLA's
+    memory plan of the compiled generation and this process's peak RSS (MB).
+    """
+    work = build(shape)
+    strategy = nes_strategy(work, population)
+    state = initial_state(work, strategy)
+    args = (work.batch, work.reward, work.source)
+    start = time.perf_counter()
+    compiled = generation_fn(work, strategy).lower(state, *args).compile()
+    compile_s = time.perf_counter() - start
+    seconds, cpu_seconds = [], []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        state, metrics, _ = compiled(state, *args)
+        jax.block_until_ready((state, metrics))
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
+    memory = compiled.memory_analysis()
+    return {
+        "population": population,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "compile_s": compile_s,
+        "fitness_mean": float(metrics["es/fitness_mean"]),
+        "xla_temp_mb": getattr(memory, "temp_size_in_bytes", -1) / 1e6,
+        "xla_argument_mb": getattr(memory, "argument_size_in_bytes", -1) / 1e6,
+        "peak_rss_mb": timing.peak_rss_mb(),
+        "device_peak_mb": timing.device_peak_mb(),
+    }
+
+
+def measure_in_subprocess(
+    population: int, quick: bool, batch_size: int = 0, repeats: int = 1, chunk=0
+) -> dict:
+    """`run_generations` in a fresh interpreter; batch_size 0 keeps the shape's,
+    chunk 0 picks `with_chunk`'s default."""
+    command = [
+        sys.executable,
+        "-m",
+        "nic_jax.benchmarks.memory",
+        "--child",
+        f"--populations={population}",
+        f"--batch_size={batch_size}",
+        f"--repeats={repeats}",
+        f"--quick={quick}",
+        f"--chunk_size={chunk}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,111 @@
+"""CI smoke of the benchmark suite: each `--quick` run prints one JSON line with
+its documented keys, and the checks it carries hold (the baselines decode the
+same captions, the two XE layouts give the same loss). Plus the FLOP and
+parameter counts behind the roofline fractions, against independent counts."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from nic_jax.benchmarks import es_workload, workload
+
+MACHINE_KEYS = {"benchmark", "device", "platform", "cpu_cores", "load_average_1min"}
+
+
+def run_quick(name: str, *flags: str) -> dict:
+    """Runs `python -m nic_jax.benchmarks.<name> --quick`; its one JSON line."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    done = subprocess.run(
+        [sys.executable, "-m", f"nic_jax.benchmarks.{name}", "--quick", *flags],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, done.stdout
+    result = json.loads(lines[0])
+    assert result["benchmark"] == name
+    assert result.keys() >= MACHINE_KEYS
+    return result
+
+
+def test_es_throughput_quick():
+    result = run_quick("es_throughput", "--baseline_members=1")
+    keys = {
+        "offspring_per_s",
+        "baseline_offspring_per_s",
+        "ratio",
+        "peak_rss_mb",
+        "rss_ratio",
+        "peak_matmul_gflops",
+        "gflop_per_offspring",
+        "fraction_of_peak",
+        "baseline_seconds",
+    }
+    assert result.keys() >= keys
+    assert set(result["peak_rss_mb"]) == {"8", "32"}
+    assert result["offspring_per_s"] > 0 and result["baseline_offspring_per_s"] > 0
+    expected_ratio = result["offspring_per_s"] / result["baseline_offspring_per_s"]
+    assert result["ratio"] == pytest.approx(expected_ratio, rel=1e-3)
+    assert set(result["baseline_seconds"]) == {"noise_and_perturb", "decode", "cider"}
+    flops = es_workload.fc_flops_per_image(es_workload.QUICK) * 8
+    assert result["gflop_per_offspring"] == pytest.approx(flops / 1e9, rel=1e-3)
+
+
+def test_memory_quick():
+    result = run_quick("memory")
+    assert result["populations"] == [4, 16]
+    rss = result["peak_rss_mb"]
+    assert len(rss) == 2 and min(rss) > 0
+    assert result["rss_ratio"] == pytest.approx(rss[1] / rss[0], rel=1e-3)
+    n = result["num_params"]
+    assert result["materialised_population_mb"] == pytest.approx(
+        [4 * n * 4 / 1e6, 4 * n * 16 / 1e6], rel=1e-3
+    )
+
+
+def test_decode_quick():
+    result = run_quick("decode")
+    assert set(result["models"]) == set(workload.QUICK_MODELS)
+    for record in result["models"].values():
+        for kind in ("greedy", "beam"):
+            assert record[f"{kind}_captions_per_s"] > 0
+            assert record[f"{kind}_baseline_captions_per_s"] > 0
+            assert record[f"{kind}_ratio"] > 0
+            assert record[f"{kind}_fraction_of_peak"] > 0
+            # the host-loop baselines run the same search: the same captions
+            assert record[f"{kind}_agreement"] == 1.0
+
+
+def test_xe_step_quick():
+    result = run_quick("xe_step")
+    assert set(result["models"]) == {"fc"}
+    for record in result["models"].values():
+        assert record["captions_per_s"] > 0 and record["baseline_captions_per_s"] > 0
+        assert record["ratio"] == pytest.approx(
+            record["captions_per_s"] / record["baseline_captions_per_s"], rel=1e-3
+        )
+        assert record["loss_abs_diff"] < 1e-5  # the two layouts: the same loss
+        assert record["gflop_per_step"] > 0 and record["fraction_of_peak"] > 0
+
+
+def test_fc_flop_count_matches_xla_and_params_match_the_model():
+    shape = es_workload.Shape()  # issue 5's FC-128, V = 9,487
+    decoder, params = workload.build_model(
+        "fc", shape.size, shape.feat_dim, 36, shape.vocab_size
+    )
+    feats = workload.feature_batch(np.random.default_rng(0), 2, shape.feat_dim)
+    counted = workload.decode_flops(decoder, params, feats, 1, workload.MAX_LEN)
+    analytic = 2 * es_workload.fc_flops_per_image(shape)
+    # XLA also counts gates and log-softmax: at this size a few % over the matmuls
+    assert analytic <= counted <= 1.05 * analytic
+    flat, _ = ravel_pytree(jax.device_get(params))
+    assert es_workload.num_params(shape) == flat.size
