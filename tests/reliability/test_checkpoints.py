@@ -80,14 +80,16 @@ def test_disk_full_stops_the_run_and_a_rerun_resumes(
     assert "checkpoint step 6 could not be written" in message
     assert "No space left on device" in message
     assert "the last complete checkpoint is step 3" in message
-    # the failed step leaves nothing behind; the last good one restores
-    assert sorted(os.listdir(checkpoint.checkpoint_dir(str(workdir)))) == ["3"]
+    # the failed step is left as a temporary directory; the last good one restores
+    where = checkpoint.checkpoint_dir(str(workdir))
+    assert harness.complete_steps(workdir) == [3]
     assert harness.restore(workdir)[0] == 3
     tally["checkpoints_verified"] += 1
 
     monkeypatch.undo()
     harness.train_in_process("xe", workdir)
     tally["runs_resumed"] += 1
+    assert not os.path.exists(os.path.join(where, "6.orbax-checkpoint-tmp"))
     harness.assert_same_run(reference, workdir)
 
 
