@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite (nic_jax/benchmarks) on a GPU and writes its JSON lines
 # to a file: first one line describing the machine, then one line per benchmark
-# (es_throughput, memory, decode, xe_step, metrics), each also echoed.
+# (es_throughput, lowrank, memory, decode, xe_step, metrics), each also echoed.
 #
 #   launch/gpu_bench.sh [OUT.jsonl] [flags for every benchmark, e.g. --quick]
 #   launch/gpu_bench.sh /tmp/bench_h100.jsonl
@@ -56,7 +56,7 @@ print(json.dumps({
     "cpu_cores": os.cpu_count(),
 }))
 EOF
-for bench in es_throughput memory decode xe_step metrics; do
+for bench in es_throughput lowrank memory decode xe_step metrics; do
   echo "== $bench" >&2
   "$python" -m "nic_jax.benchmarks.$bench" "$@" | tail -n 1 | tee -a "$out"
 done

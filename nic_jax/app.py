@@ -9,12 +9,14 @@ traceback from deep inside JAX, orbax or ml_collections.
 
 import errno
 import logging as py_logging
+import os
 import re
 import sys
+import traceback
 
 from absl import app, flags, logging
 
-from nic_jax.errors import InputError
+from nic_jax.errors import InputError, WriteError
 
 __all__ = ["InputError", "run"]
 
@@ -30,19 +32,55 @@ _WRONG_TYPE = (
 
 class _QuietLibraries(py_logging.Filter):
     """Drops INFO records of orbax (a dozen lines per checkpoint save) and the
-    tracebacks of its ERROR records (a failed save: the run's own error names it).
-    """
+    tracebacks of orbax's and asyncio's ERROR records (the writes of a failed
+    save, as asyncio reports them at exit: the run's own error names it)."""
 
     def filter(self, record: py_logging.LogRecord) -> bool:
-        if "/orbax/" not in record.pathname:
+        if "/orbax/" not in record.pathname and "/asyncio/" not in record.pathname:
             return True
         record.exc_info, record.exc_text = None, None
         return record.levelno > py_logging.INFO
 
 
-def _exit_with(message: str) -> None:
+def _exit_with(message: str, hard: bool = False) -> None:
+    """Prints the error and exits with status 2. `hard`: without Python's shutdown,
+    after a failed write: orbax's writers of the failed save are still at work
+    on the full disk and would report into closed event loops at exit (the last
+    complete checkpoint is on disk; the failed one is a temporary directory)."""
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    if not hard:
+        sys.exit(2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2)
+
+
+def _in_asyncio_only(kind, value, tb) -> bool:
+    frames = traceback.extract_tb(tb)
+    return (
+        kind is RuntimeError
+        and str(value) == "Event loop is closed"
+        and all("/asyncio/" in frame.filename for frame in frames)
+    )
+
+
+def _quiet_closed_event_loops() -> None:
+    """Drops 'RuntimeError: Event loop is closed' raised inside asyncio alone: once
+    one item of a checkpoint fails to write (disk full), tensorstore completes
+    the other writes into the event loops orbax has closed, and Python prints
+    each such error; the run's own error says what failed."""
+    except_hook, unraisable_hook = sys.excepthook, sys.unraisablehook
+
+    def on_exception(kind, value, tb):
+        if not _in_asyncio_only(kind, value, tb):
+            except_hook(kind, value, tb)
+
+    def on_unraisable(unraisable):
+        exc = (unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+        if not _in_asyncio_only(*exc):
+            unraisable_hook(unraisable)
+
+    sys.excepthook, sys.unraisablehook = on_exception, on_unraisable
 
 
 def _flag_message(error: flags.Error) -> str:
@@ -110,15 +148,17 @@ def run(main_fn) -> None:
 
     def guarded(argv):
         logging.get_absl_handler().addFilter(_QuietLibraries())
+        _quiet_closed_event_loops()
         try:
             return main_fn(argv)
         except _CLEAN_STOPS as error:
             logging.error("%s", error)
-            _exit_with(str(error))
+            _exit_with(str(error), hard=isinstance(error, WriteError))
         except OSError as error:  # a full disk or quota while writing logs, ...
             if error.errno not in _STORAGE_ERRNOS:
                 raise
             logging.error("%s", error)
-            _exit_with(f"{error}; free space (or fix the disk) and rerun to resume")
+            message = f"{error}; free space (or fix the disk) and rerun to resume"
+            _exit_with(message, hard=True)
 
     app.run(guarded, flags_parser=parse_flags)

@@ -9,6 +9,11 @@ class InputError(ValueError):
     """A user-supplied file, field or setting is wrong; the message says how."""
 
 
+class WriteError(InputError):
+    """A file or checkpoint could not be written (disk full, quota, I/O error);
+    the message names it and the last complete checkpoint."""
+
+
 def expect(condition: bool, message: str) -> None:
     """Raises `InputError(message)` unless `condition` holds."""
     if not condition:

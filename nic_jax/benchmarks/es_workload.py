@@ -162,8 +162,9 @@ def generation_fn(work: Workload, strategy: NES):
 def run_generations(population: int, shape: Shape, repeats: int) -> dict:
     """Compiles one generation of P members and runs it `repeats` times.
 
-    Returns wall and CPU (all threads) seconds per run, compile seconds, XLA's
-    memory plan of the compiled generation and this process's peak RSS (MB).
+    Returns wall and CPU (all threads) seconds per run, compile seconds, the f32
+    matmul peak measured just before and after the runs (`timing.with_peak`),
+    XLA's memory plan of the compiled generation and the peak RSS (MB).
     """
     work = build(shape)
     strategy = nes_strategy(work, population)
@@ -173,18 +174,26 @@ def run_generations(population: int, shape: Shape, repeats: int) -> dict:
     compiled = generation_fn(work, strategy).lower(state, *args).compile()
     compile_s = time.perf_counter() - start
     seconds, cpu_seconds = [], []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        state, metrics, _ = compiled(state, *args)
-        jax.block_until_ready((state, metrics))
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu_start)
+
+    def run():
+        nonlocal state
+        for _ in range(repeats):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            state, metrics, _ = compiled(state, *args)
+            jax.block_until_ready((state, metrics))
+            seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu_start)
+        return metrics
+
+    peak_size = 512 if shape.size < Shape.size else 0
+    metrics, peak = timing.with_peak(run, peak_size)
     memory = compiled.memory_analysis()
     return {
         "population": population,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "compile_s": compile_s,
+        "peak_matmul_gflops": peak,
         "fitness_mean": float(metrics["es/fitness_mean"]),
         "xla_temp_mb": getattr(memory, "temp_size_in_bytes", -1) / 1e6,
         "xla_argument_mb": getattr(memory, "argument_size_in_bytes", -1) / 1e6,

@@ -41,6 +41,16 @@ def matmul_peak_gflops(size: int = 0, repeats: int = 5) -> float:
     return 2.0 * size**3 / best_time(dot, a, b, repeats=repeats) / 1e9
 
 
+def with_peak(fn, size: int = 0):
+    """(fn(), peak): the best of the matmul peaks measured just before and just
+    after fn runs. Other jobs' load changes within a run; a rate set against the
+    peak of its own minutes (the higher of two, so the fraction errs low) is
+    comparable, one against the start of the run is not."""
+    before = matmul_peak_gflops(size)
+    result = fn()
+    return result, max(before, matmul_peak_gflops(size))
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB (VmHWM; ru_maxrss elsewhere)."""
     try:

@@ -5,8 +5,8 @@
 Prints one JSON line with a record per model. Workload: the XE trainer's own
 update (`train.xe.train_step`: teacher-forced log-probs, masked XE, gradient,
 element-wise clipping, Adam), jit-compiled with the state donated, warmed up,
-best of 3; B = 50 images with 5 reference captions each (self-critical.pytorch's
-batch_size 10 x seq_per_img 5 at 5x the images; 4 with --quick), captions of 16
+best of 3; B = 50 images (configs/default.py's batch; 4 with --quick) with 5
+reference captions each (self-critical.pytorch's seq_per_img), captions of 16
 words, COCO's vocabulary (V = 9,487), every model 256 wide on 2,048-d features
 and K = 36 regions (--quick: the FC model alone, 32 wide on 64-d), random params.
 
@@ -20,8 +20,9 @@ and K = 36 regions (--quick: the FC model alone, 32 wide on 64-d), random params
   ~1e-7).
 * Roofline: `gflop_per_step` = 3 x the forward count (backward ~ 2 x forward),
   the forward counted by XLA on one step over the 5 captions (x 17 positions)
-  plus the encoding (`workload.decode_flops`); `fraction_of_peak` against
-  `peak_matmul_gflops` (best 2048^3 `jnp.dot` at the start of the run; 8192^3 on a GPU).
+  plus the encoding (`workload.decode_flops`); `fraction_of_peak` against the
+  model's `peak_matmul_gflops`: the best 2048^3 `jnp.dot` (8192^3 on a GPU) of
+  two, measured just before and just after its timings (`timing.with_peak`).
 """
 
 import functools
@@ -91,7 +92,7 @@ def _steps_time(update, params, optimizer, batch, repeats: int) -> float:
     return min(times)
 
 
-def bench_model(name: str, quick: bool, peak: float) -> dict:
+def bench_model(name: str, quick: bool) -> dict:
     size, feat_dim, batch_size = (32, 64, 4) if quick else (256, 2048, 50)
     decoder, params = workload.build_model(
         name, size, feat_dim, 36, workload.COCO_VOCAB
@@ -107,14 +108,20 @@ def bench_model(name: str, quick: bool, peak: float) -> dict:
         functools.partial(xe.train_step, decoder, optimizer), donate_argnums=0
     )
     repeats = 1 if quick else 3
-    ours_s = _steps_time(update, params, optimizer, batch, repeats)
-    base_s = _steps_time(update, params, optimizer, repeated, repeats)
+    (ours_s, base_s), peak = timing.with_peak(
+        lambda: [
+            _steps_time(update, params, optimizer, b, repeats)
+            for b in (batch, repeated)
+        ],
+        512 if quick else 0,
+    )
     loss = jax.jit(lambda p, b: xe.xe_loss(decoder, p, b, None, 0.0)[0])
     captions = batch_size * SEQ_PER_IMG
     forward = workload.decode_flops(
         decoder, params, feats, SEQ_PER_IMG, workload.MAX_LEN + 1
     )
     return {
+        "peak_matmul_gflops": peak,
         "steps_per_s": 1.0 / ours_s,
         "captions_per_s": captions / ours_s,
         "baseline_captions_per_s": captions / base_s,
@@ -127,7 +134,7 @@ def bench_model(name: str, quick: bool, peak: float) -> dict:
 
 def run_benchmark(quick: bool, models) -> dict:
     out = timing.machine() | {"benchmark": "xe_step"}
-    out["peak_matmul_gflops"] = peak = timing.matmul_peak_gflops(512 if quick else 0)
+    out["peak_matmul_gflops"] = timing.matmul_peak_gflops(512 if quick else 0)
     out |= {
         "batch_images": 4 if quick else 50,
         "captions_per_image": SEQ_PER_IMG,
@@ -135,7 +142,7 @@ def run_benchmark(quick: bool, models) -> dict:
         "vocab_size": workload.COCO_VOCAB,
         "num_regions": 36,
     }
-    out["models"] = {m: bench_model(m, quick, peak) for m in models}
+    out["models"] = {m: bench_model(m, quick) for m in models}
     return out
 
 

@@ -58,8 +58,9 @@ Modules:
 * `evosax_adapter`: `EvosaxStrategy(name, template, population_size, ...)` for any
   evosax 0.3 algorithm ("SNES", "CMA_ES", "Open_ES" alias "OpenES", "SimpleGA", ...).
 
-Sharding (scale-out issue): the per-member (P,) arrays of a `Population` can be
-split over a mesh axis with `shard_map`; each device evaluates its slice with the
-same `population.evaluate`, and `weighted_noise_sum` over a slice of pairs gives a
-partial NES direction, so only fitness scalars (or one (N,) sum) cross devices.
+Sharding (`nic_jax.parallel`): `NES(..., axis=...)` and `GA(..., axis=...)` split
+the members over a mesh axis when the generation runs as one program per device
+(`parallel.spmd`): each device evaluates its slice of the member indices with
+the same `population.evaluate` (and NES sums its slice of pairs with
+`weighted_noise_sum`), so only fitness scalars (and one (N,) psum) cross devices.
 """

@@ -21,12 +21,14 @@ Failures leave the last complete checkpoint usable:
 import errno
 import os
 import re
+import threading
+import time
 
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from nic_jax.errors import InputError
+from nic_jax.errors import InputError, WriteError
 
 ITEMS = ("params", "train", "meta")
 
@@ -35,7 +37,7 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
-class CheckpointWriteError(InputError):
+class CheckpointWriteError(WriteError):
     """A checkpoint could not be written: disk full, quota, I/O error."""
 
 
@@ -66,6 +68,19 @@ def complete_steps(directory) -> list:
     except FileNotFoundError:
         return []
     return sorted(int(n) for n in names if n.isdigit())
+
+
+def _settle_writers(timeout: float = 30.0) -> None:
+    """Waits (at most `timeout` seconds) for orbax's writer threads: after one
+    item's write failed, the others still run, and would report their own
+    failures after the run's error and into event loops closed at exit."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and type(
+            thread
+        ).__module__.startswith("orbax."):
+            # the plain join: orbax's own re-raises the thread's error
+            threading.Thread.join(thread, max(0.0, deadline - time.monotonic()))
 
 
 class Manager(ocp.CheckpointManager):
@@ -100,8 +115,9 @@ class Manager(ocp.CheckpointManager):
         if cause is None:
             return
         self._pending_step = None
-        # the step's temporary directory stays: writers of its other items may
-        # still be at work (the next save of the step replaces it)
+        _settle_writers()
+        # the step's temporary directory stays (the next save of the step
+        # replaces it): removing it under writers still at work breaks them
         directory = os.fspath(self.directory)
         done = [s for s in complete_steps(directory) if s != step]
         last = f"step {done[-1]}" if done else "none yet"

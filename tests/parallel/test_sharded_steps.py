@@ -97,7 +97,6 @@ def test_scst_steps_sharded_equal_unsharded(tiny):
         baseline="greedy",
         max_len=config.data.max_length,
     )
-    step_fn = lambda decoder, optimizer, *args, f=step_fn: f(decoder, optimizer, *args)
     single, sharded = _gradient_steps(config, dataset, decoder, step_fn, reward, 1)
     _assert_close(single, sharded)
     # a real policy gradient: the samples earned different rewards
@@ -111,7 +110,8 @@ def _evolution_config(trainer, population):
     config.es.num_pairs = population // 2
     config.es.population_size = population
     config.es.eval_chunk_size = 3
-    config.es.noise = "generated"  # the NES update regenerates noise from keys
+    # NES regenerates noise from member keys; the GA reads a replicated table
+    config.es.noise = "generated" if trainer == "nes" else "table"
     config.mesh.population = -1
     return config
 

@@ -185,11 +185,11 @@ def test_resume_with_another_model_shape_is_refused(reference, tmp_path, tally):
 
 @pytest.mark.skipif(not harness.FULL, reason="full version: NIC_JAX_FULL_FAULTS=1")
 def test_real_full_tmpfs(reference, tmp_path, tally):
-    """A real 1.2 MB tmpfs fills up mid-run (mounting it needs root)."""
+    """A real 700 kB tmpfs fills up mid-run (mounting it needs root)."""
     mount = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mount)],
         capture_output=True,
     )
     if mounted.returncode != 0:
