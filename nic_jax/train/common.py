@@ -395,7 +395,12 @@ def fit(
     validate_fn = run.validate if validate_fn is None else validate_fn
     cfg = run.config
     start = int(state.step)
-    writer = MetricWriter(run.workdir, cfg.log.tensorboard, resume_step=start)
+    # lines after the restored step go; with no checkpoint, all (a run killed
+    # before its first checkpoint may have logged step 0)
+    restored = run.manager.latest_step() is not None
+    writer = MetricWriter(
+        run.workdir, cfg.log.tensorboard, resume_step=start if restored else -1
+    )
     clock = budget.TrainClock.resume(cfg.get("budget"), writer.path)
     position = int(state.data_position)
     history, scores = [], {}

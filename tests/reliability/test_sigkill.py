@@ -7,7 +7,8 @@ failure): at a random time from the start (during start-up, compilation or
 training), or a random time after a randomly chosen checkpoint is complete (in
 the middle of a step, of a validation or of the next save). The short version
 (CI) kills one NES run once; `NIC_JAX_FULL_FAULTS=1` kills every trainer three
-times. XE is killed mid-save in `test_checkpoints.py` and in tests/test_cli.py.
+times. One kill is placed exactly: in the save of the first validation, after
+its metrics were logged. XE is killed mid-save in `test_checkpoints.py` too.
 """
 
 import math
@@ -86,13 +87,26 @@ def _check_nothing_lost(workdir, latest_before: int, tally) -> int:
     return latest
 
 
+@pytest.fixture(scope="module")
+def reference_of(tmp_path_factory):
+    """trainer -> the workdir of its uninterrupted run (made once)."""
+    done = {}
+
+    def reference(trainer: str):
+        if trainer not in done:
+            done[trainer] = tmp_path_factory.mktemp(f"reference_{trainer}")
+            harness.train_in_process(trainer, done[trainer])
+        return done[trainer]
+
+    return reference
+
+
 @pytest.mark.parametrize("trainer", TRAINERS)
 def test_random_sigkills_then_resume_end_like_an_uninterrupted_run(
-    trainer, tmp_path, tally
+    trainer, reference_of, tmp_path, tally
 ):
     rng = random.Random(f"{SEED}-{trainer}")
-    reference, workdir = tmp_path / "reference", tmp_path / "killed"
-    harness.train_in_process(trainer, reference)
+    reference, workdir = reference_of(trainer), tmp_path / "killed"
     args = harness.cli_args(trainer, workdir)
     kills, latest = 0, -1
     for _ in range(4 * KILLS):  # a kill point may come after the run ended
@@ -110,3 +124,22 @@ def test_random_sigkills_then_resume_end_like_an_uninterrupted_run(
     assert code == 0, text[-3000:]
     tally["runs_resumed"] += "resumed from step" in text
     harness.assert_same_run(reference, workdir)
+
+
+@pytest.mark.parametrize("trainer", ("nes", "scst") if harness.FULL else ("nes",))
+def test_killed_while_saving_the_first_validation(
+    trainer, reference_of, tmp_path, tally
+):
+    """The step-0 validation is logged, then its checkpoint is killed mid-save:
+    the rerun starts afresh and logs step 0 once."""
+    workdir, marker = tmp_path / "w", tmp_path / "saving_0"
+    args = harness.cli_args(trainer, workdir)
+    proc = harness.start(args, f"slow_save:0:{marker}")
+    assert harness.wait_for(marker.exists, proc), harness.output(proc)[-3000:]
+    harness.kill(proc)
+    tally["faults_injected"] += 1
+    assert harness.complete_steps(workdir) == []
+    assert [m["step"] for m in harness.metrics(workdir)] == [0]
+    code, text = harness.run(args)
+    assert code == 0, text[-3000:]
+    harness.assert_same_run(reference_of(trainer), workdir)
