@@ -23,6 +23,11 @@ own df table.
   decoder on the explicit params (compiled before timing), so the baseline is
   not slowed by a slower framework; `--baseline_members` members are timed and
   their mean rate reported, with its parts (`baseline_seconds`).
+* PyTorch baseline (`torch_baseline_offspring_per_s`, `torch_ratio`; when torch
+  is installed): the same loop in es-img-captioning's framework
+  (`torch_baseline`: eager FC model with these params, `torch.randn` noise,
+  `vector_to_parameters`, a Python loop over words). `torch_agreement` is the
+  fraction of the 5B rows it decodes as ours at theta (1.0: the same model).
 * `ratio` = offspring_per_s / baseline_offspring_per_s (wall time). On a CPU
   that other jobs share, `cpu_time_ratio` compares CPU seconds (all threads of
   the process) per offspring instead, which the other jobs disturb far less; on
@@ -49,7 +54,7 @@ from absl import flags
 from jax.flatten_util import ravel_pytree
 
 from nic_jax import app
-from nic_jax.benchmarks import es_workload, timing, workload
+from nic_jax.benchmarks import es_workload, timing, torch_baseline, workload
 from nic_jax.decoding import decode
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model, P = 8 and 32 (CI smoke).")
@@ -71,27 +76,21 @@ def _duplicated_rows(work: es_workload.Workload):
     return feats, refs
 
 
-def per_member_baseline(work: es_workload.Workload, num_members: int) -> dict:
-    """Mean seconds per offspring of es-img-captioning's loop, by part, and the
-    process CPU seconds (all threads) per offspring."""
+def _time_members(perturb_fn, decode_fn, refs: dict, num_members: int) -> dict:
+    """Mean seconds per offspring by part, and process CPU seconds per offspring.
+
+    perturb_fn() draws the noise and returns the perturbed model; decode_fn(model)
+    returns greedy tokens (5B, T) as numpy. Member -1 warms up, untimed."""
     from pycocoevalcap.cider.cider import Cider
 
-    theta, unravel = ravel_pytree(work.params)
-    theta = np.asarray(theta)
-    feats, refs = _duplicated_rows(work)
-    greedy = jax.jit(
-        lambda params, f: decode(work.decoder, params, f, None, "greedy")[0]
-    )
-    rng = np.random.default_rng(0)
     parts = {"noise_and_perturb": 0.0, "decode": 0.0, "cider": 0.0}
     cpu = 0.0
-    for member in range(-1, num_members):  # member -1 warms up (compiles)
+    for member in range(-1, num_members):
         ticks = [time.perf_counter()]
         cpu_start = time.process_time()
-        eps = rng.standard_normal(theta.shape[0], dtype=np.float32)
-        params = jax.block_until_ready(unravel(jnp.asarray(theta + SIGMA * eps)))
+        model = perturb_fn()
         ticks.append(time.perf_counter())
-        tokens = np.asarray(greedy(params, feats))
+        tokens = decode_fn(model)
         ticks.append(time.perf_counter())
         results = {k: [workload.caption_text(row)] for k, row in enumerate(tokens)}
         Cider().compute_score(refs, results)
@@ -103,20 +102,89 @@ def per_member_baseline(work: es_workload.Workload, num_members: int) -> dict:
     return {"seconds": parts, "cpu_seconds": cpu / num_members}
 
 
+def per_member_baseline(work: es_workload.Workload, num_members: int) -> dict:
+    """es-img-captioning's loop with this package's jit-compiled greedy decoder:
+    numpy noise, theta + sigma eps unravelled into params, 5 rows per image."""
+    theta, unravel = ravel_pytree(work.params)
+    theta = np.asarray(theta)
+    feats, refs = _duplicated_rows(work)
+    greedy = jax.jit(
+        lambda params, f: decode(work.decoder, params, f, None, "greedy")[0]
+    )
+    rng = np.random.default_rng(0)
+
+    def perturb():
+        eps = rng.standard_normal(theta.shape[0], dtype=np.float32)
+        return jax.block_until_ready(unravel(jnp.asarray(theta + SIGMA * eps)))
+
+    return _time_members(
+        perturb, lambda params: np.asarray(greedy(params, feats)), refs, num_members
+    ) | {"tokens": np.asarray(greedy(work.params, feats))}
+
+
+def torch_per_member_baseline(work: es_workload.Workload, num_members: int) -> dict:
+    """The same loop in PyTorch eager, es-img-captioning's framework
+    (`torch_baseline`): torch.randn noise, `vector_to_parameters`, a Python loop
+    over words."""
+    import torch
+
+    model = torch_baseline.FCCaptioner(jax.device_get(work.params))
+    theta = model.flat()
+    feats, refs = _duplicated_rows(work)
+    fc = np.asarray(feats["fc"])
+    tokens = model.greedy(fc, workload.MAX_LEN)
+    generator = torch.Generator().manual_seed(0)
+
+    def perturb():
+        eps = torch.randn(theta.shape[0], generator=generator)
+        model.load_flat(theta + SIGMA * eps)
+        return model
+
+    timed = _time_members(
+        perturb, lambda m: m.greedy(fc, workload.MAX_LEN), refs, num_members
+    )
+    model.load_flat(theta)
+    return timed | {"tokens": tokens}
+
+
+def _torch_figures(work, num_members: int, jax_tokens) -> dict:
+    """PyTorch baseline rate, parts, and agreement of its captions with ours."""
+    timed = torch_per_member_baseline(work, num_members)
+    same = np.all(timed["tokens"] == jax_tokens, axis=-1)
+    return {
+        "torch_baseline_offspring_per_s": 1.0 / sum(timed["seconds"].values()),
+        "torch_baseline_seconds": timed["seconds"],
+        "torch_agreement": float(np.mean(same)),
+    }
+
+
+def _engine_figures(runs: list, gflop_per_offspring: float) -> dict:
+    """Rates, memory and roofline of the engine runs (one per P, ascending)."""
+    rates = {str(r["population"]): r["population"] / min(r["seconds"]) for r in runs}
+    largest = runs[-1]
+    rate = rates[str(largest["population"])]
+    achieved = rate * gflop_per_offspring
+    return {
+        "offspring_per_s": rate,
+        "offspring_per_s_by_population": rates,
+        "offspring_per_cpu_s": largest["population"] / min(largest["cpu_seconds"]),
+        "peak_rss_mb": {str(r["population"]): r["peak_rss_mb"] for r in runs},
+        "device_peak_mb": {str(r["population"]): r["device_peak_mb"] for r in runs},
+        "rss_ratio": largest["peak_rss_mb"] / runs[0]["peak_rss_mb"],
+        "compile_s": largest["compile_s"],
+        "gflop_per_offspring": gflop_per_offspring,
+        "achieved_gflops": achieved,
+        "engine_peak_matmul_gflops": largest["peak_matmul_gflops"],
+        "fraction_of_peak": achieved / largest["peak_matmul_gflops"],
+    }
+
+
 def run_benchmark(quick: bool, baseline_members: int, chunk: int = 0) -> dict:
     out = timing.machine() | {"benchmark": "es_throughput"}
     out["peak_matmul_gflops"] = timing.matmul_peak_gflops(512 if quick else 0)
-    shape = es_workload.QUICK if quick else es_workload.Shape()
-    shape = es_workload.with_chunk(shape, chunk)
-    baseline = per_member_baseline(es_workload.build(shape), baseline_members)
-    parts = baseline["seconds"]
-    runs = [
-        es_workload.measure_in_subprocess(p, quick, 0, repeats, shape.chunk_size)
-        for p, repeats in (((8, 2), (32, 1)) if quick else ((64, 2), (1024, 1)))
-    ]
-    rates = {str(r["population"]): r["population"] / min(r["seconds"]) for r in runs}
-    largest = runs[-1]
-    flops = es_workload.fc_flops_per_image(shape) * shape.batch_size
+    shape = es_workload.with_chunk(
+        es_workload.QUICK if quick else es_workload.Shape(), chunk
+    )
     out |= {
         "model": f"fc-{shape.size}",
         "vocab_size": shape.vocab_size,
@@ -124,29 +192,32 @@ def run_benchmark(quick: bool, baseline_members: int, chunk: int = 0) -> dict:
         "fitness": "greedy CIDEr-D",
         "noise": "shared table",
         "chunk_size": shape.chunk_size,
-        "offspring_per_s": rates[str(largest["population"])],
-        "offspring_per_s_by_population": rates,
-        "baseline_offspring_per_s": 1.0 / sum(parts.values()),
-        "baseline_seconds": parts,
-        "baseline_members": baseline_members,
-        "offspring_per_cpu_s": largest["population"] / min(largest["cpu_seconds"]),
-        "baseline_offspring_per_cpu_s": 1.0 / baseline["cpu_seconds"],
-        "peak_rss_mb": {str(r["population"]): r["peak_rss_mb"] for r in runs},
-        "device_peak_mb": {str(r["population"]): r["device_peak_mb"] for r in runs},
-        "rss_ratio": runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"],
-        "compile_s": runs[-1]["compile_s"],
-        "gflop_per_offspring": flops / 1e9,
     }
+    work = es_workload.build(shape)
+    baseline = per_member_baseline(work, baseline_members)
+    out |= {
+        "baseline_offspring_per_s": 1.0 / sum(baseline["seconds"].values()),
+        "baseline_seconds": baseline["seconds"],
+        "baseline_members": baseline_members,
+        "baseline_offspring_per_cpu_s": 1.0 / baseline["cpu_seconds"],
+    }
+    if torch_baseline.available():
+        out |= _torch_figures(work, baseline_members, baseline["tokens"])
+    runs = [
+        es_workload.measure_in_subprocess(p, quick, 0, repeats, shape.chunk_size)
+        for p, repeats in (((8, 2), (32, 1)) if quick else ((64, 2), (1024, 1)))
+    ]
+    flops = es_workload.fc_flops_per_image(shape) * shape.batch_size
+    out |= _engine_figures(runs, flops / 1e9)
+    out["fraction_of_start_peak"] = out["achieved_gflops"] / out["peak_matmul_gflops"]
     out["ratio"] = out["offspring_per_s"] / out["baseline_offspring_per_s"]
     out["cpu_time_ratio"] = (
         out["offspring_per_cpu_s"] / out["baseline_offspring_per_cpu_s"]
     )
+    if "torch_baseline_offspring_per_s" in out:
+        rate = out["torch_baseline_offspring_per_s"]
+        out["torch_ratio"] = out["offspring_per_s"] / rate
     out["load_average_1min_end"] = timing.machine()["load_average_1min"]
-    achieved = out["offspring_per_s"] * out["gflop_per_offspring"]
-    out["achieved_gflops"] = achieved
-    out["engine_peak_matmul_gflops"] = largest["peak_matmul_gflops"]
-    out["fraction_of_peak"] = achieved / largest["peak_matmul_gflops"]
-    out["fraction_of_start_peak"] = achieved / out["peak_matmul_gflops"]
     return out
 
 

@@ -159,6 +159,19 @@ def generation_fn(work: Workload, strategy: NES):
     return jax.jit(step, donate_argnums=0)
 
 
+def _timed_runs(compiled, state, args, repeats: int) -> dict:
+    """Runs the compiled generation `repeats` times, threading the donated state;
+    wall and CPU (all threads) seconds of each run and the last metrics."""
+    seconds, cpu_seconds = [], []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        state, metrics, _ = compiled(state, *args)
+        jax.block_until_ready((state, metrics))
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "metrics": metrics}
+
+
 def run_generations(population: int, shape: Shape, repeats: int) -> dict:
     """Compiles one generation of P members and runs it `repeats` times.
 
@@ -173,28 +186,18 @@ def run_generations(population: int, shape: Shape, repeats: int) -> dict:
     start = time.perf_counter()
     compiled = generation_fn(work, strategy).lower(state, *args).compile()
     compile_s = time.perf_counter() - start
-    seconds, cpu_seconds = [], []
-
-    def run():
-        nonlocal state
-        for _ in range(repeats):
-            start, cpu_start = time.perf_counter(), time.process_time()
-            state, metrics, _ = compiled(state, *args)
-            jax.block_until_ready((state, metrics))
-            seconds.append(time.perf_counter() - start)
-            cpu_seconds.append(time.process_time() - cpu_start)
-        return metrics
-
     peak_size = 512 if shape.size < Shape.size else 0
-    metrics, peak = timing.with_peak(run, peak_size)
+    runs, peak = timing.with_peak(
+        lambda: _timed_runs(compiled, state, args, repeats), peak_size
+    )
     memory = compiled.memory_analysis()
     return {
         "population": population,
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
+        "seconds": runs["seconds"],
+        "cpu_seconds": runs["cpu_seconds"],
         "compile_s": compile_s,
         "peak_matmul_gflops": peak,
-        "fitness_mean": float(metrics["es/fitness_mean"]),
+        "fitness_mean": float(runs["metrics"]["es/fitness_mean"]),
         "xla_temp_mb": getattr(memory, "temp_size_in_bytes", -1) / 1e6,
         "xla_argument_mb": getattr(memory, "argument_size_in_bytes", -1) / 1e6,
         "peak_rss_mb": timing.peak_rss_mb(),

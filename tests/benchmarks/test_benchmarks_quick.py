@@ -1,7 +1,8 @@
 """CI smoke of the benchmark suite: each `--quick` run prints one JSON line with
 its documented keys, and the checks it carries hold (the baselines decode the
 same captions, the two XE layouts give the same loss). Plus the FLOP and
-parameter counts behind the roofline fractions, against independent counts."""
+parameter counts behind the roofline fractions against independent counts, and
+the PyTorch baseline's FC model against ours."""
 
 import json
 import os
@@ -11,9 +12,11 @@ import sys
 import jax
 import numpy as np
 import pytest
+import torch
 from jax.flatten_util import ravel_pytree
 
-from nic_jax.benchmarks import es_workload, workload
+from nic_jax.benchmarks import es_workload, torch_baseline, workload
+from nic_jax.decoding import decode
 
 MACHINE_KEYS = {"benchmark", "device", "platform", "cpu_cores", "load_average_1min"}
 
@@ -58,6 +61,11 @@ def test_es_throughput_quick():
     assert set(result["baseline_seconds"]) == {"noise_and_perturb", "decode", "cider"}
     flops = es_workload.fc_flops_per_image(es_workload.QUICK) * 8
     assert result["gflop_per_offspring"] == pytest.approx(flops / 1e9, rel=1e-3)
+    # torch is a test dependency: the PyTorch (es-img-captioning) baseline runs,
+    # and its copy of the model decodes the same captions as ours
+    assert result["torch_agreement"] == 1.0
+    torch_ratio = result["offspring_per_s"] / result["torch_baseline_offspring_per_s"]
+    assert result["torch_ratio"] == pytest.approx(torch_ratio, rel=1e-3)
 
 
 def test_memory_quick():
@@ -109,3 +117,20 @@ def test_fc_flop_count_matches_xla_and_params_match_the_model():
     assert analytic <= counted <= 1.05 * analytic
     flat, _ = ravel_pytree(jax.device_get(params))
     assert es_workload.num_params(shape) == flat.size
+
+
+def test_torch_fc_captioner_is_our_fc_model():
+    decoder, params = workload.build_model("fc", 32, 64, 36, 500)
+    params = jax.device_get(params)
+    feats = workload.feature_batch(np.random.default_rng(1), 6, 64)
+    ours = np.asarray(decode(decoder, params, feats, None, "greedy")[0])
+    model = torch_baseline.FCCaptioner(params)
+    np.testing.assert_array_equal(model.greedy(feats["fc"], workload.MAX_LEN), ours)
+    flat, _ = ravel_pytree(params)
+    assert model.flat().shape == flat.shape
+    # the perturbed vector an offspring loads is the one the model then holds
+    theta = model.flat()
+    shifted = theta + 0.05 * torch.randn(theta.shape, generator=torch.Generator())
+    model.load_flat(shifted)
+    assert torch.equal(model.flat(), shifted)
+    assert not torch.equal(model.flat(), theta)

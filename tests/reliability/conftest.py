@@ -23,6 +23,23 @@ def tally() -> collections.Counter:
     return TALLY
 
 
+@pytest.fixture(scope="session")
+def reference_of(tmp_path_factory):
+    """trainer -> the workdir of its uninterrupted run (`harness.RUNS`), made once
+    per session; tests copy it before changing anything in it."""
+    from tests.reliability import harness
+
+    done = {}
+
+    def reference(trainer: str):
+        if trainer not in done:
+            done[trainer] = tmp_path_factory.mktemp(f"reference_{trainer}")
+            harness.train_in_process(trainer, done[trainer])
+        return done[trainer]
+
+    return reference
+
+
 def pytest_terminal_summary(terminalreporter):
     if not TALLY:
         return

@@ -11,7 +11,6 @@ from nic_jax import score
 from nic_jax.errors import InputError
 from nic_jax.evaluation.workdir import evaluate_workdir
 from nic_jax.metrics import df as df_lib
-from tests.reliability import harness
 
 
 def _coco_files(root: pathlib.Path, results=None, annotations=None):
@@ -103,12 +102,10 @@ def test_bad_document_frequency_files(tmp_path, tally):
             df_lib.load(str(path))
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture
+def trained(reference_of):
     """A finished XE run on the synthetic data (its workdir)."""
-    workdir = tmp_path_factory.mktemp("trained")
-    harness.train_in_process("xe", workdir)
-    return workdir
+    return reference_of("xe")
 
 
 def test_bad_evaluation_requests(trained, tmp_path, tally):

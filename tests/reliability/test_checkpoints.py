@@ -20,12 +20,10 @@ from nic_jax.train import checkpoint, xe
 from tests.reliability import harness
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+@pytest.fixture
+def reference(reference_of):
     """The uninterrupted XE run every resumed run must end equal to."""
-    workdir = tmp_path_factory.mktemp("reference")
-    harness.train_in_process("xe", workdir)
-    return workdir
+    return reference_of("xe")
 
 
 def test_sigkill_in_the_middle_of_a_save_keeps_the_previous_one(

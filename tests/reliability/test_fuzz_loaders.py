@@ -131,6 +131,7 @@ LOADERS = {
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy on fuzzed headers
 def test_corrupt_files_fail_only_with_input_error(loader, files, tmp_path, tally):
     name, read_fn = LOADERS[loader]
     read_fn(files, _in_dir(tmp_path, name, files[name][1]) / name)  # valid: reads
