@@ -25,6 +25,7 @@ EXTRAS_REQUIRE = {
     # torch: the conversion tests build PyTorch reference models (CPU wheel).
     "test": [
         "pytest>=8,<10",
+        "pytest-xdist>=3.5,<4",  # the suite runs one process per CPU (README)
         "hypothesis>=6.100,<7",
         "ruff>=0.6",
         "torch==2.13.0",

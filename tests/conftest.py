@@ -43,9 +43,12 @@ def shared_data() -> pathlib.Path:
     return path
 
 
-def write_cocotalk_dataset(root: pathlib.Path, num_images=30, feat_dim=16, seed=0):
+def write_cocotalk_dataset(
+    root: pathlib.Path, num_images=30, feat_dim=16, seed=0, regions=(4, 4)
+):
     """A small self-critical.pytorch-style dataset: Karpathy json, cocotalk files
-    (through our prepro) and cocobu fc/att directories. Returns the config.data
+    (through our prepro) and cocobu fc/att directories, each image with a region
+    count drawn from `regions` (low, high) inclusive. Returns the config.data
     overrides that train on it."""
     import json
 
@@ -91,7 +94,8 @@ def write_cocotalk_dataset(root: pathlib.Path, num_images=30, feat_dim=16, seed=
     (root / "bu_fc").mkdir(exist_ok=True)
     (root / "bu_att").mkdir(exist_ok=True)
     for img in images:
-        att = rng.random((4, feat_dim), dtype=np.float32)
+        att = rng.random((rng.integers(regions[0], regions[1] + 1), feat_dim))
+        att = att.astype(np.float32)
         np.save(root / "bu_fc" / f"{img['cocoid']}.npy", att.mean(0))
         np.savez(root / "bu_att" / f"{img['cocoid']}.npz", feat=att)
     return {
@@ -116,3 +120,17 @@ def make_cocotalk(tmp_path):
 def cocotalk_dataset(make_cocotalk):
     """config overrides for a small cocotalk dataset written into tmp_path."""
     return make_cocotalk()
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.reliability import tally
+
+    tally.report(terminalreporter)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: adds a finished worker's fault tally to the session's."""
+    from tests.reliability import tally
+
+    tally.TALLY.update(getattr(node, "workeroutput", {}).get("fault_tally", {}))

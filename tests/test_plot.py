@@ -93,5 +93,5 @@ def test_command_line(tmp_path, capsys):
 
 def test_broken_metrics_file_is_an_input_error(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{oops\n')
-    with pytest.raises(InputError, match="metrics.jsonl: not JSON lines"):
+    with pytest.raises(InputError, match=r"metrics.jsonl: line 2 is not JSON"):
         plot.write_plots(str(tmp_path))

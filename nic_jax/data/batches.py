@@ -35,10 +35,14 @@ def pick_references(rng, num_refs: np.ndarray, seq_per_img: int) -> np.ndarray:
 
 
 def gather_features(split, rows: np.ndarray, need_att: bool) -> dict:
-    """Per-image feature arrays of `rows` of a `SplitData`."""
+    """Per-image feature arrays of `rows` of a `SplitData`: `fc`, and with
+    `need_att` `att` and, where images have different region counts, `att_mask`."""
     feats = {"fc": split.fc[rows]}
     if need_att:
-        feats["att"] = split.att_store.att(split.image_ids[rows])
+        att, mask = split.att_store.att_and_mask(split.image_ids[rows])
+        feats["att"] = att
+        if mask is not None:
+            feats["att_mask"] = mask
     return feats
 
 

@@ -11,6 +11,13 @@ Two layouts, one interface (`FeatureStore`):
 
 Reads are bulk (`fc(ids)` for many ids at once) and keep the order of `ids`,
 duplicates included. Every bad file fails with `InputError` naming it.
+
+Region counts: an h5 holds one K for all images (every region is real). The
+directory layout may hold a different K per image (the "adaptive" bottom-up
+features have 10..100 regions); `att_and_mask` pads them to a common K, rounded
+up to a multiple of `REGION_BUCKET` when the images of one read differ (so a
+jitted step meets a few shapes, not one per batch), and returns the (n, K) mask
+of real regions that the attention models apply (softmax, mask, renormalise).
 """
 
 import concurrent.futures
@@ -26,6 +33,7 @@ from nic_jax.errors import InputError
 _NUMERIC = "fiu"  # float, signed and unsigned integer dtypes
 _THREADS = min(16, os.cpu_count() or 1)
 _H5_LAYOUT = {"fc": "(N, D)", "att": "(N, K, D)", "box": "(N, K, 4)"}
+REGION_BUCKET = 8
 
 
 class FeatureStore(Protocol):
@@ -40,6 +48,8 @@ class FeatureStore(Protocol):
     def fc(self, ids) -> np.ndarray: ...
 
     def att(self, ids) -> np.ndarray: ...
+
+    def att_and_mask(self, ids) -> tuple[np.ndarray, np.ndarray | None]: ...
 
     def box(self, ids) -> np.ndarray: ...
 
@@ -86,13 +96,28 @@ def _checked(path: str, arr: np.ndarray, expected: tuple) -> np.ndarray:
     return arr
 
 
-def _pad_stack(arrays: list[np.ndarray], trailing: tuple) -> np.ndarray:
-    """Stacks (K_i, ...) arrays into (n, max K_i, ...) float32, zero-padded."""
-    k = max((a.shape[0] for a in arrays), default=0)
+def padded_regions(counts) -> int:
+    """The common K of images with `counts` regions: their K when all agree,
+    else the largest rounded up to a multiple of `REGION_BUCKET`."""
+    counts = list(counts)
+    if not counts:
+        return 0
+    if min(counts) == max(counts):
+        return counts[0]
+    return -(-max(counts) // REGION_BUCKET) * REGION_BUCKET
+
+
+def _pad_stack(arrays: list[np.ndarray], trailing: tuple, k: int) -> np.ndarray:
+    """Stacks (K_i, ...) arrays into (n, k, ...) float32, zero-padded."""
     out = np.zeros((len(arrays), k, *trailing), np.float32)
     for i, a in enumerate(arrays):
         out[i, : a.shape[0]] = a
     return out
+
+
+def region_mask(counts, k: int) -> np.ndarray:
+    """(n, k) float32: 1 for each image's first counts[i] regions, else 0."""
+    return (np.arange(k)[None] < np.asarray(counts)[:, None]).astype(np.float32)
 
 
 def _first_file(directory: str, suffixes: tuple) -> str:
@@ -159,18 +184,27 @@ class DirFeatures:
         rows = self._read_all(self._fc_one, ids)
         return np.stack(rows) if rows else np.zeros((0, dim), np.float32)
 
-    def att(self, ids) -> np.ndarray:
-        """(n, K, D) float32 region features of `ids`, zero-padded over K."""
+    def att_and_mask(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """(n, K, D) float32 region features of `ids`, zero-padded over K to
+        `padded_regions`, and the (n, K) float32 mask of real regions."""
         if not self.att_dir:
             raise InputError("region features asked for, but no att_dir was given")
         dim = self.att_shape[1]
-        return _pad_stack(self._read_all(self._att_one, ids), (dim,))
+        arrays = self._read_all(self._att_one, ids)
+        counts = [a.shape[0] for a in arrays]
+        k = padded_regions(counts)
+        return _pad_stack(arrays, (dim,), k), region_mask(counts, k)
+
+    def att(self, ids) -> np.ndarray:
+        """(n, K, D) float32 region features of `ids` (`att_and_mask`'s first)."""
+        return self.att_and_mask(ids)[0]
 
     def box(self, ids) -> np.ndarray:
         """(n, K, 4) float32 region boxes of `ids`, zero-padded over K."""
         if not self.box_dir:
             raise InputError("region boxes asked for, but no box_dir was given")
-        return _pad_stack(self._read_all(self._box_one, ids), (4,))
+        arrays = self._read_all(self._box_one, ids)
+        return _pad_stack(arrays, (4,), padded_regions(a.shape[0] for a in arrays))
 
 
 class H5Features:
@@ -273,6 +307,10 @@ class H5Features:
     def att(self, ids) -> np.ndarray:
         """(n, K, D) float32 region features of `ids`, in order."""
         return self._read("att", ids)
+
+    def att_and_mask(self, ids) -> tuple[np.ndarray, None]:
+        """`att(ids)` and no mask: every image of the file has K real regions."""
+        return self.att(ids), None
 
     def box(self, ids) -> np.ndarray:
         """(n, K, 4) float32 region boxes of `ids`, in order."""

@@ -77,8 +77,6 @@ def train_xe(settings: Settings) -> str:
         config.seed = settings.seed
         config.finetune.trainer = ""
         config.evals.final_split = ""
-        if settings.tiny:  # METEOR starts Java per evaluation: seconds, not needed
-            config.evals.test_metrics = ("Bleu", "ROUGE_L", "CIDEr")
     workdir = os.path.join(settings.workdir, "xe")
     get_trainer("xe")(config, workdir)
     return workdir

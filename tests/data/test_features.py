@@ -85,15 +85,27 @@ def test_sparse_h5_reads_point_selection(tmp_path):
     assert store.fc([]).shape == (0, D)
 
 
-def test_att_npy_and_variable_regions_are_zero_padded(tmp_path):
-    ids, fc, att, box = _data(n=2)
+def test_att_npy_and_variable_regions_are_zero_padded_and_masked(tmp_path):
+    ids, fc, att, box = _data(n=3)
     _, att_dir, _ = _write_dirs(tmp_path, ids, fc, att, box, att_ext="npy")
     np.save(os.path.join(att_dir, f"{ids[1]}.npy"), att[1, :2])
     store = features.DirFeatures(str(tmp_path / "cocobu_fc"), att_dir)
-    got = store.att(ids)
-    assert got.shape == (2, K, D)
+    got, mask = store.att_and_mask(ids)
+    bucket = features.REGION_BUCKET
+    assert got.shape == (3, bucket, D)  # K=4 and K=2 meet in one bucket of 8
     np.testing.assert_array_equal(got[1, :2], att[1, :2])
-    assert not got[1, 2:].any()
+    np.testing.assert_array_equal(got[0, :K], att[0])
+    assert not got[1, 2:].any() and not got[0, K:].any()
+    np.testing.assert_array_equal(mask.sum(1), [K, 2, K])
+    np.testing.assert_array_equal(mask[1], [1, 1] + [0] * (bucket - 2))
+    same_k, same_mask = store.att_and_mask(ids[[0, 2]])  # one K: no bucket padding
+    assert same_k.shape == (2, K, D) and same_mask.all()
+
+
+def test_padded_regions_agree_or_round_up_to_the_bucket():
+    assert features.padded_regions([36, 36]) == 36
+    assert features.padded_regions([10, 100, 37]) == 104
+    assert features.padded_regions([]) == 0
 
 
 def test_missing_id_names_path_and_id(stores):

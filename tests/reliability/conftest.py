@@ -8,13 +8,10 @@ the session, and written as JSON to `$NIC_JAX_FAULT_REPORT` when set.
 """
 
 import collections
-import json
-import os
 
 import pytest
 
-FULL = os.environ.get("NIC_JAX_FULL_FAULTS", "") == "1"
-TALLY = collections.Counter()
+from tests.reliability.tally import TALLY
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +37,9 @@ def reference_of(tmp_path_factory):
     return reference
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not TALLY:
-        return
-    mode = "full" if FULL else "short (NIC_JAX_FULL_FAULTS=1 for the full one)"
-    terminalreporter.write_sep("-", f"fault injection, {mode}")
-    for kind, count in sorted(TALLY.items()):
-        terminalreporter.write_line(f"{kind}: {count}")
-    path = os.environ.get("NIC_JAX_FAULT_REPORT")
-    if path:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump({"full": FULL, **TALLY}, f, indent=1, sort_keys=True)
+def pytest_sessionfinish(session):
+    """Under pytest-xdist a worker hands its tally to the controller, which
+    reports the sum (tests/conftest.py)."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["fault_tally"] = dict(TALLY)

@@ -21,10 +21,11 @@ from configs.scst import get_config as scst_config
 from nic_jax.train import checkpoint
 from nic_jax.train.metric_writer import read_metrics
 from nic_jax.train.registry import get_trainer
+from tests.reliability import tally
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRIVER = os.path.join(REPO, "tests", "reliability", "driver.py")
-FULL = os.environ.get("NIC_JAX_FULL_FAULTS", "") == "1"
+FULL = tally.FULL
 
 _QUIET = {"evals.final_split": "", "finetune.trainer": ""}
 _EVOLUTION = {
