@@ -35,7 +35,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.finetune = _finetune(arg.tiny)
     config.evals = _evals(arg.tiny)
     config.ckpt = _ckpt(arg.tiny)
-    config.log = ConfigDict(dict(every_steps=10 if arg.tiny else 50, tensorboard=False))
+    # plots: PNG curves redrawn into <workdir>/plots at each checkpoint
+    config.log = ConfigDict(
+        dict(every_steps=10 if arg.tiny else 50, tensorboard=False, plots=not arg.tiny)
+    )
     # wall-clock budget (nic_jax/train/budget.py): stop after train_s seconds of
     # training, validate every eval_every_s of them; 0: no budget, no timing
     config.budget = ConfigDict(dict(train_s=0.0, eval_every_s=0.0))
@@ -205,6 +208,15 @@ def _es(tiny: bool) -> ConfigDict:
             # r > 0: rank-r matrix noise A B^T / sqrt(r) for NES (EGGROLL); 0: full
             noise_rank=0,
             eval_chunk_size=16 if tiny else 25,  # members vmapped together
+            # GA architecture mutation (nic_jax/train/architecture.py): with this
+            # probability a kept offspring is widened by arch_step units of layer
+            # arch_layer (function-preserving, r2r or net2net), up to arch_buckets
+            # widths; 0: off
+            arch_mutation=0.0,
+            arch_layer=0,
+            arch_step=4 if tiny else 32,
+            arch_buckets=3,
+            arch_method="r2r",
             # safe mutations: "", SM-PROPORTIONAL, SM-G-SUM, SM-G-ABS, SM-VECTOR
             safe_mutation="",
             sm_underflow=0.01,

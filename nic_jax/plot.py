@@ -2,12 +2,13 @@
 
   python -m nic_jax.plot --workdir=/tmp/nic_xe [--out_dir=DIR]
 
-`write_plots(workdir)` is the library function (trainers may call it after each
-checkpoint). It writes into `<workdir>/plots/`, each figure only when its keys are
-present: `loss.png` (every `*loss` key), `validation.png` (one panel per metric of
-the run's `evals.split`, e.g. `val/CIDEr`), `fitness.png` (`es/fitness_*`: mean,
-max, ...), `sigma.png` (`es/sigma*`, the noise schedule), `batch_size.png`
-(`es/batch_size*`) and `metrics.png` (every numeric key, one panel each). Figures
+`write_plots(workdir)` is the library function (the trainers call it after each
+checkpoint when `config.log.plots` is on, as it is outside `:tiny`). It writes
+into `<workdir>/plots/`, each figure only when its keys are present: `loss.png`
+(every `*loss` key), `validation.png` (one panel per metric of the run's
+`evals.split`, e.g. `val/CIDEr`), `fitness.png` (`es/fitness_*`: mean, max, ...),
+`sigma.png` (`es/sigma*`, the noise schedule), `batch_size.png` (`es/batch_size*`)
+and `metrics.png` (every numeric key, one panel each). Figures
 are drawn without pyplot (matplotlib's Agg canvas), so no display or global state is
 touched, and each PNG is written to a temporary file and renamed into place.
 """
@@ -109,10 +110,7 @@ def write_plots(workdir: str, out_dir: str = "") -> list[str]:
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.isfile(path):
         raise InputError(f"{path} does not exist; is --workdir a training workdir?")
-    try:
-        series = metric_series(read_metrics(path))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not JSON lines ({error})") from None
+    series = metric_series(read_metrics(path))  # InputError names a bad line
     out_dir = out_dir or os.path.join(workdir, "plots")
     os.makedirs(out_dir, exist_ok=True)
     keys = sorted(series)

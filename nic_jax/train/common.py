@@ -367,6 +367,18 @@ def _log_train(writer, step: int, history: list, extras: dict, loss_key: str):
     logging.info("step %d: %s %.4f", step, loss_key, loss)
 
 
+def write_snapshot_plots(workdir: str) -> None:
+    """The PNG curves of `<workdir>/plots` (`nic_jax.plot`), redrawn at each
+    snapshot as es-img-captioning does; a figure that fails to draw is logged,
+    never the end of a training run."""
+    from nic_jax import plot  # matplotlib only where plots are asked for
+
+    try:
+        plot.write_plots(workdir)
+    except Exception as error:  # noqa: BLE001 (a plot never stops training)
+        logging.warning("plots of %s not drawn: %s", workdir, error)
+
+
 def fit(
     run: Run,
     state,
@@ -447,6 +459,8 @@ def fit(
                 state, scores = validate_fn(state, writer, done)
             elif done % cfg.ckpt.every_steps == 0:
                 run.save(state)
+            if saving and cfg.log.get("plots", False) and writer.enabled:
+                write_snapshot_plots(run.workdir)
         if last:
             break
     run.manager.wait_until_finished()

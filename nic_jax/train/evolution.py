@@ -33,8 +33,8 @@ from nic_jax.errors import InputError
 from nic_jax.evolution import annealing, fitness, lowrank, safe_mutations
 from nic_jax.evolution import noise as noise_lib
 from nic_jax.metrics import df as df_lib
-from nic_jax.models.functional import init_params
-from nic_jax.train import common
+from nic_jax.models.functional import build_decoder, init_params
+from nic_jax.train import architecture, common
 
 
 @flax.struct.dataclass
@@ -130,10 +130,16 @@ def mutation_scale_fn(es_config, decoder, num_params: int):
     return None if kind == "" else scale_fn
 
 
-def new_state(config, dataset, strategy, make_params) -> EvoState:
-    """Generation 0 around the initial params (fresh or `ckpt.init_from`)."""
+def new_state(config, dataset, strategy, make_params, arch=None) -> EvoState:
+    """Generation 0 around the initial params (fresh or `ckpt.init_from`; with
+    architecture mutation, of bucket 0 padded to the widest bucket)."""
     params_key, run_key = jax.random.split(jax.random.key(config.seed))
-    params = common.initial_params(config, dataset, params_key)
+    if arch is None:
+        params = common.initial_params(config, dataset, params_key)
+    else:
+        base_config = architecture.bucket0_config(arch, config)
+        base = common.initial_params(base_config, dataset, params_key)
+        params = architecture.padded_params(arch, base)
     strategy_state = strategy.init(params, config.es.sigma)
     state = EvoState(
         step=jnp.zeros((), jnp.int32),
@@ -159,12 +165,18 @@ def generation(
     batch: dict,
     reward,
     source,
+    arch_masks=None,
 ):
-    """One generation; pure. Returns (state, metrics, improved or None)."""
+    """One generation; pure. Returns (state, metrics, improved or None).
+
+    arch_masks (K, N): the GA's width-bucket masks (`train/architecture.py`):
+    each child's noise is masked to its parent's bucket."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     ask_key, fitness_key, after_key = jax.random.split(key, 3)
     params = strategy.params(state.strategy)
     scale = None if scale_fn is None else scale_fn(params, batch)
+    if arch_masks is not None:
+        scale = architecture.parent_scale(arch_masks, state.strategy.parents, scale)
     population, strategy_state = strategy.ask(ask_key, state.strategy, scale)
     fitness_fn = fitness.make_fitness(fitness_name, decoder, reward, max_len)
     fitness_values = strategy.evaluate(
@@ -187,13 +199,16 @@ def generation(
 class EvolutionLoop:
     """Binds a strategy to a run: the jitted generation, batches and annealing."""
 
-    def __init__(self, run, strategy, reward, source, after_tell):
+    def __init__(self, run, strategy, reward, source, after_tell, arch=None):
         config = run.config
         # replicated over the run's mesh once; the strategy splits the members
         replicated = run.state_sharding
-        self.run, self.strategy = run, strategy
+        self.run, self.strategy, self.arch = run, strategy, arch
         self.reward = parallel.replicate(reward, replicated)
         self.source = parallel.replicate(source, replicated)
+        self.arch_masks = None
+        if arch is not None:
+            self.arch_masks = parallel.replicate(arch.masks, replicated)
         self.anneal_config = anneal_config(config.es)
         scale_fn = mutation_scale_fn(config.es, run.decoder, strategy.num_params)
         one_generation = functools.partial(
@@ -236,7 +251,7 @@ class EvolutionLoop:
         """`fit`'s step_fn: one generation, then annealing for the next."""
         del position, step  # the state carries both
         state, metrics, improved = self.generation(
-            state, self.batch(state), self.reward, self.source
+            state, self.batch(state), self.reward, self.source, self.arch_masks
         )
         if improved is None:  # NES: the last validation, if one ran
             flag = int(state.validation_improved)
@@ -246,6 +261,15 @@ class EvolutionLoop:
             state.anneal, state.strategy, state.step, improved
         )
         metrics["es/batch_size"] = state.anneal.batch_size
+        if self.arch is not None:  # widen kept offspring for the next generation
+            strategy_state, widths = architecture.widen_kept_offspring(
+                self.arch,
+                strategy_state,
+                self.strategy.num_elites,
+                self.run.config.seed,
+                int(state.step),
+            )
+            metrics |= {f"es/{k}": v for k, v in widths.items()}
         state = state.replace(anneal=anneal_state, strategy=strategy_state)
         return state, metrics
 
@@ -309,10 +333,14 @@ def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> d
     """
     check_budget(config.es)
     parallel.initialize(config.mesh)
-    common.save_config(config, workdir)
     dataset, decoder = common.setup_data_and_decoder(
         config, ("train", config.evals.split)
     )
+    arch = architecture.from_config(config, dataset.vocab_size)
+    if arch is not None:  # the run's model is the widest width bucket
+        config = architecture.padded_config(arch)
+        decoder = build_decoder(config.model, dataset.vocab_size)
+    common.save_config(config, workdir)
     mesh = parallel.make_mesh(config.mesh, parallel.POPULATION)
     run = common.Run(
         config, workdir, dataset, decoder, 0, config.es.num_steps, mesh=mesh
@@ -328,12 +356,11 @@ def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> d
     split = mesh.shape[parallel.POPULATION] > 1
     strategy = build_strategy(config, template, parallel.POPULATION if split else None)
     state = common.restore_or_make(
-        run, lambda cfg: new_state(cfg, dataset, strategy, make_params)
+        run, lambda cfg: new_state(cfg, dataset, strategy, make_params, arch)
     )
     source = noise_source(config.es, config.seed)
-    loop = EvolutionLoop(
-        run, strategy, reward, source, after_tell_fn(run, strategy, val_reward)
-    )
+    after_tell = after_tell_fn(run, strategy, val_reward)
+    loop = EvolutionLoop(run, strategy, reward, source, after_tell, arch)
     return common.fit(
         run,
         state,

@@ -9,6 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs.es import get_config as es_config
+from nic_jax import plot
 from nic_jax.train import checkpoint, es, evolution, nes, xe
 from nic_jax.train.metric_writer import read_metrics
 from tests.train.test_xe import _config as xe_config
@@ -105,13 +106,24 @@ def test_starts_from_the_xe_checkpoint_and_validates_it_first(xe_workdir, tmp_pa
     np.testing.assert_allclose(first["val/CIDEr"], xe_cider, rtol=1e-5)
 
 
-def test_schedule_anneals_sigma_batch_size_and_learning_rate(tmp_path):
+def test_schedule_anneals_sigma_batch_size_and_learning_rate(tmp_path, monkeypatch):
     config = _config("nes", "")
     config.es.num_steps = 6
     config.es.schedule_start = 3
     config.es.schedule_limit = 2
     config.log.every_steps = 1
+    config.log.plots = True
+    drawn, draw = [], plot.write_plots  # the curves are redrawn at each checkpoint
+
+    def write_plots(workdir, *args):
+        drawn.append(read_metrics(os.path.join(workdir, "metrics.jsonl"))[-1]["step"])
+        return draw(workdir, *args)
+
+    monkeypatch.setattr(plot, "write_plots", write_plots)
     nes.train_and_evaluate(config, str(tmp_path / "nes"))
+    assert drawn == [4, 6]  # checkpoint at 4, validation (and checkpoint) at 6
+    for name in ("sigma", "batch_size", "fitness", "validation", "loss"):
+        assert (tmp_path / "nes" / "plots" / f"{name}.png").is_file(), name
     lines = [
         m
         for m in read_metrics(str(tmp_path / "nes" / "metrics.jsonl"))
