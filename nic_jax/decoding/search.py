@@ -141,6 +141,7 @@ def decode(
     temperature: float = 1.0,
     max_len: int = 16,
     options: DecodeOptions | None = None,
+    early_stop: bool = True,
 ):
     """Decodes one caption per image.
 
@@ -150,6 +151,9 @@ def decode(
       key: PRNG key for `method="sample"`.
       method: "greedy" or "sample" (from softmax(log-probs / temperature)).
       options: step constraints (`DecodeOptions`); None applies none.
+      early_stop: stop stepping once every row has ended (a `lax.while_loop`;
+        under `vmap`, once every row of every member has); False always runs
+        `max_len` steps (a `lax.scan`). Both give the same outputs.
 
     Returns:
       tokens (B, max_len) int32, 0 after the end; logprobs (B, max_len): the
@@ -162,9 +166,7 @@ def decode(
     batch = jax.tree.leaves(state)[0].shape[0]
     keys = jax.random.split(key if key is not None else jax.random.key(0), max_len)
 
-    def body(carry, xs):
-        state, history, done = carry
-        t, step_key = xs
+    def step(state, history, done, t, step_key):
         token = jnp.where(t > 0, jnp.take(history, jnp.maximum(t - 1, 0), 1), 0)
         logprobs, state = decoder.step(params, ctx, state, token)
         allowed = constrain_logprobs(logprobs, history, t, options)
@@ -173,9 +175,32 @@ def decode(
         token = jnp.where(done, 0, token)
         token_logprob = jnp.where(done, 0.0, token_logprob)
         history = history.at[:, t].set(token)
-        return (state, history, done | (token == 0)), token_logprob
+        return state, history, done | (token == 0), token_logprob
 
     history = jnp.zeros((batch, max_len), jnp.int32)
-    init = (state, history, jnp.zeros((batch,), bool))
-    (_, tokens, _), logprobs = lax.scan(body, init, (jnp.arange(max_len), keys))
-    return tokens, logprobs.T
+    done = jnp.zeros((batch,), bool)
+    if not early_stop:
+
+        def scan_body(carry, xs):
+            *carry, token_logprob = step(*carry, *xs)
+            return tuple(carry), token_logprob
+
+        init = (state, history, done)
+        (_, tokens, _), logprobs = lax.scan(
+            scan_body, init, (jnp.arange(max_len), keys)
+        )
+        return tokens, logprobs.T
+
+    def loop_body(carry):
+        t, state, history, done, logprobs = carry
+        state, history, done, token_logprob = step(state, history, done, t, keys[t])
+        return t + 1, state, history, done, logprobs.at[:, t].set(token_logprob)
+
+    def running(carry):
+        t, _, _, done, _ = carry
+        return (t < max_len) & ~jnp.all(done)
+
+    logprobs = jnp.zeros((batch, max_len), jnp.float32)
+    init = (jnp.int32(0), state, history, done, logprobs)
+    _, _, tokens, _, logprobs = lax.while_loop(running, loop_body, init)
+    return tokens, logprobs

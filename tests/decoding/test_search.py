@@ -149,3 +149,42 @@ def test_constraints_match_a_python_reference():
             np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
             if t >= 6 and options.trigram_penalty:
                 assert np.any(np.asarray(got) != np.asarray(logprobs))
+
+
+class _CountingSteps:
+    """A decoder whose steps are counted (from inside compiled loops)."""
+
+    def __init__(self, decoder):
+        self.decoder, self.calls = decoder, []
+
+    def __getattr__(self, name):
+        return getattr(self.decoder, name)
+
+    def step(self, params, ctx, state, token):
+        jax.debug.callback(lambda: self.calls.append(1))
+        return self.decoder.step(params, ctx, state, token)
+
+
+def test_early_stop_decodes_the_same_and_stops_when_every_row_has_ended():
+    decoder, params, feats = _setup(bias_eos=2.0)  # captions end within a few words
+    for method, key in (("greedy", None), ("sample", jax.random.key(3))):
+        full = decode(decoder, params, feats, key, method, max_len=12, early_stop=False)
+        early = decode(decoder, params, feats, key, method, max_len=12)
+        np.testing.assert_array_equal(early[0], full[0])
+        np.testing.assert_allclose(early[1], full[1], atol=1e-6)
+    lengths = (np.asarray(full[0]) > 0).sum(1) + 1  # words and the EOS
+    assert lengths.max() < 12
+    counting = _CountingSteps(decoder)
+    jax.block_until_ready(decode(counting, params, feats, key, "sample", max_len=12))
+    jax.effects_barrier()
+    assert len(counting.calls) == lengths.max()  # the loop ended with the last row
+
+
+def test_early_stop_under_vmap_equals_the_full_loop():
+    decoder, params, feats = _setup(bias_eos=1.0)
+    scales = jnp.array([0.5, 1.0, 2.0])
+    members = jax.vmap(lambda s: jax.tree.map(lambda x: x * s, params))(scales)
+    run = lambda stop: jax.vmap(
+        lambda p: decode(decoder, p, feats, max_len=10, early_stop=stop)[0]
+    )(members)
+    np.testing.assert_array_equal(run(True), run(False))
