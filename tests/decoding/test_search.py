@@ -12,6 +12,7 @@ from nic_jax.decoding import (
     constrain_logprobs,
     decode,
 )
+from nic_jax.decoding.search import first_argmax
 from nic_jax.models.functional import build_decoder, init_params
 
 CONFIG = ConfigDict(
@@ -188,3 +189,15 @@ def test_early_stop_under_vmap_equals_the_full_loop():
         lambda p: decode(decoder, p, feats, max_len=10, early_stop=stop)[0]
     )(members)
     np.testing.assert_array_equal(run(True), run(False))
+
+
+def test_first_argmax_is_argmax_with_ties_and_infinities():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, size=(200, 37)).astype(np.float32)  # many ties
+    x[:5] = -np.inf
+    x[5:10, 3] = np.inf
+    x[10, :] = np.nan
+    got = np.asarray(first_argmax(jnp.asarray(x)))
+    np.testing.assert_array_equal(got[:10], np.argmax(x[:10], -1))
+    np.testing.assert_array_equal(got[11:], np.argmax(x[11:], -1))
+    assert got[10] == 36  # no maximum: a valid index, not out of range
