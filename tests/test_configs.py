@@ -1,0 +1,50 @@
+"""Every file of configs/ loads, passes the config checks, and the COCO-shaped
+ones (es-img-captioning's experiment files) train on cocotalk-format files."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from nic_jax.config_args import sibling_config
+from nic_jax.config_check import check_config
+from nic_jax.train import nes
+from nic_jax.train.metric_writer import read_metrics
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+NAMES = sorted(p.name for p in CONFIGS.glob("*.py"))
+
+
+def _load(name: str):
+    return sibling_config(str(CONFIGS / "default.py"), name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_loads_and_checks(name):
+    check_config(_load(name))
+
+
+def test_coco_configs_mirror_the_experiment_files():
+    es, nes_config = _load("coco_es.py"), _load("coco_nes.py")
+    assert (es.trainer, nes_config.trainer) == ("es", "nes")
+    assert (es.es.population_size, es.es.num_parents, es.es.num_elites) == (1000, 50, 3)
+    assert 2 * nes_config.es.num_pairs == 1000
+    for config in (es, nes_config):
+        assert config.data.name == "cocotalk"
+        assert (config.model.input_encoding_size, config.model.rnn_size) == (128, 128)
+
+
+def test_coco_nes_trains_on_cocotalk_files(cocotalk_dataset, tmp_path):
+    config = _load("coco_nes.py").copy_and_resolve_references()
+    for key, value in cocotalk_dataset.items():
+        group, name = key.split(".")
+        config[group][name] = value
+    config.model.input_encoding_size = config.model.rnn_size = 16
+    config.es.num_pairs, config.es.batch_size, config.es.num_val_items = 4, 4, 4
+    config.es.num_steps = config.ckpt.every_steps = config.evals.every_steps = 2
+    config.log.every_steps = 1
+    config.evals.num_images, config.evals.final_split = 4, ""
+    nes.train_and_evaluate(config, str(tmp_path / "w"))
+    lines = read_metrics(str(tmp_path / "w" / "metrics.jsonl"))
+    fitness = [m["es/fitness_mean"] for m in lines if "es/fitness_mean" in m]
+    assert len(fitness) == 2 and np.isfinite(fitness).all()
