@@ -1,6 +1,7 @@
 """NIC-NES throughput: offspring per second of the engine against a per-member loop.
 
   python -m nic_jax.benchmarks.es_throughput [--quick] [--baseline_members=3]
+      [--low_rank=1]
 
 Prints one JSON line. Workload (`es_workload`): es-img-captioning's FC captioner
 (embedding 128, hidden 128, vocabulary 9,487, fc 2,048; N = 2.87 M parameters),
@@ -34,6 +35,10 @@ own df table.
   an idle machine it understates the engine, whose XLA matmuls use every core
   while pycocoevalcap runs on one. `load_average_1min` (start) and
   `load_average_1min_end` say how busy the machine was.
+* Low-rank noise (`low_rank_offspring_per_s`, `low_rank_ratio` against the
+  baseline; `--low_rank=r`, 0 skips it): the same generation with EGGROLL rank-r
+  noise (`evolution.lowrank.LowRankNES`: members share x W and add
+  sigma (x A) B^T / sqrt(r)) at the largest P, best of 2 runs, in this process.
 * Roofline: `peak_matmul_gflops` is the best f32 rate of a 2048^3 `jnp.dot`
   (8192^3 on a GPU) at the start of the run, `engine_peak_matmul_gflops` the
   best of two taken just before and just after the engine's runs at the largest
@@ -60,6 +65,9 @@ from nic_jax.decoding import decode
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model, P = 8 and 32 (CI smoke).")
 _MEMBERS = flags.DEFINE_integer(
     "baseline_members", 3, "Members the per-member baseline times."
+)
+_LOW_RANK = flags.DEFINE_integer(
+    "low_rank", 1, "Rank r of the low-rank engine row (0: no low-rank row)."
 )
 _CHUNK = flags.DEFINE_integer(
     "chunk_size", 0, "Members vmapped together (0: 32 on CPU, 128 on GPU/TPU)."
@@ -179,7 +187,22 @@ def _engine_figures(runs: list, gflop_per_offspring: float) -> dict:
     }
 
 
-def run_benchmark(quick: bool, baseline_members: int, chunk: int = 0) -> dict:
+def _low_rank_figures(work, population: int, rank: int, baseline_rate: float):
+    """The engine with rank-r noise at P members: rate and ratio to the baseline."""
+    strategy = es_workload.low_rank_strategy(work, population, rank)
+    timed = es_workload.time_generations(work, strategy, repeats=2)
+    rate = population * timed["generations_per_s"]
+    return {
+        "low_rank": rank,
+        "low_rank_offspring_per_s": rate,
+        "low_rank_ratio": rate / baseline_rate,
+        "low_rank_xla_temp_mb": timed["xla_temp_mb"],
+    }
+
+
+def run_benchmark(
+    quick: bool, baseline_members: int, chunk: int = 0, low_rank: int = 0
+) -> dict:
     out = timing.machine() | {"benchmark": "es_throughput"}
     out["peak_matmul_gflops"] = timing.matmul_peak_gflops(512 if quick else 0)
     shape = es_workload.with_chunk(
@@ -217,6 +240,11 @@ def run_benchmark(quick: bool, baseline_members: int, chunk: int = 0) -> dict:
     if "torch_baseline_offspring_per_s" in out:
         rate = out["torch_baseline_offspring_per_s"]
         out["torch_ratio"] = out["offspring_per_s"] / rate
+    if low_rank > 0:
+        largest = runs[-1]["population"]
+        out |= _low_rank_figures(
+            work, largest, low_rank, out["baseline_offspring_per_s"]
+        )
     out["load_average_1min_end"] = timing.machine()["load_average_1min"]
     return out
 
@@ -224,7 +252,7 @@ def run_benchmark(quick: bool, baseline_members: int, chunk: int = 0) -> dict:
 def main(argv) -> None:
     del argv
     members = min(_MEMBERS.value, 2) if _QUICK.value else _MEMBERS.value
-    result = run_benchmark(_QUICK.value, members, _CHUNK.value)
+    result = run_benchmark(_QUICK.value, members, _CHUNK.value, _LOW_RANK.value)
     print(json.dumps(timing.rounded(result)))
 
 

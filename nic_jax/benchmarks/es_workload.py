@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from nic_jax.benchmarks import timing, workload
-from nic_jax.evolution import annealing
+from nic_jax.evolution import annealing, lowrank
 from nic_jax.evolution import noise as noise_lib
 from nic_jax.evolution.nes import NES
 from nic_jax.models.functional import build_decoder, init_params
@@ -157,6 +157,44 @@ def generation_fn(work: Workload, strategy: NES):
         no_validation,
     )
     return jax.jit(step, donate_argnums=0)
+
+
+def low_rank_strategy(work: Workload, population: int, rank: int):
+    """`LowRankNES` with the settings of `es_workload.nes_strategy`."""
+    full = nes_strategy(work, population)
+    return lowrank.LowRankNES(
+        work.params,
+        full.num_pairs,
+        full.optimizer,
+        rank=rank,
+        eval_chunk_size=full.eval_chunk_size,
+        noise_chunk_size=0,  # all pairs in one product per matrix
+    )
+
+
+def time_generations(work: Workload, strategy, repeats: int) -> dict:
+    """Compiles the trainer's generation for `strategy` and times `repeats` runs."""
+    decoder = lowrank.population_decoder(strategy, work.decoder)
+    generation = generation_fn(dataclasses.replace(work, decoder=decoder), strategy)
+    state = initial_state(work, strategy)
+    args = (work.batch, work.reward, work.source)
+    start = time.perf_counter()
+    compiled = generation.lower(state, *args).compile()
+    compile_s = time.perf_counter() - start
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics, _ = compiled(state, *args)
+        jax.block_until_ready((state, metrics))
+        seconds.append(time.perf_counter() - start)
+    memory = compiled.memory_analysis()
+    return {
+        "generations_per_s": 1.0 / min(seconds),
+        "seconds": seconds,
+        "compile_s": compile_s,
+        "fitness_mean": float(metrics["es/fitness_mean"]),
+        "xla_temp_mb": getattr(memory, "temp_size_in_bytes", -1) / 1e6,
+    }
 
 
 def _timed_runs(compiled, state, args, repeats: int) -> dict:

@@ -26,60 +26,17 @@ model and batch (`es_workload.QUICK`) for CI smoke.
 
 import dataclasses
 import json
-import time
 
-import jax
 from absl import flags
 
 from nic_jax import app
 from nic_jax.benchmarks import es_workload, timing
-from nic_jax.evolution import lowrank
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model, P = 16 (CI smoke).")
 _POPULATION = flags.DEFINE_integer("population", 64, "Members P = 2n per generation.")
 _RANK = flags.DEFINE_integer("rank", 1, "Rank r of the low-rank noise.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed generations per variant.")
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Images B (0: the workload's 128).")
-
-
-def low_rank_strategy(work: es_workload.Workload, population: int, rank: int):
-    """`LowRankNES` with the settings of `es_workload.nes_strategy`."""
-    full = es_workload.nes_strategy(work, population)
-    return lowrank.LowRankNES(
-        work.params,
-        full.num_pairs,
-        full.optimizer,
-        rank=rank,
-        eval_chunk_size=full.eval_chunk_size,
-        noise_chunk_size=0,  # all pairs in one product per matrix
-    )
-
-
-def time_generations(work: es_workload.Workload, strategy, repeats: int) -> dict:
-    """Compiles the trainer's generation for `strategy` and times `repeats` runs."""
-    decoder = lowrank.population_decoder(strategy, work.decoder)
-    generation = es_workload.generation_fn(
-        dataclasses.replace(work, decoder=decoder), strategy
-    )
-    state = es_workload.initial_state(work, strategy)
-    args = (work.batch, work.reward, work.source)
-    start = time.perf_counter()
-    compiled = generation.lower(state, *args).compile()
-    compile_s = time.perf_counter() - start
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state, metrics, _ = compiled(state, *args)
-        jax.block_until_ready((state, metrics))
-        seconds.append(time.perf_counter() - start)
-    memory = compiled.memory_analysis()
-    return {
-        "generations_per_s": 1.0 / min(seconds),
-        "seconds": seconds,
-        "compile_s": compile_s,
-        "fitness_mean": float(metrics["es/fitness_mean"]),
-        "xla_temp_mb": getattr(memory, "temp_size_in_bytes", -1) / 1e6,
-    }
 
 
 def run_benchmark(
@@ -91,8 +48,12 @@ def run_benchmark(
     if batch_size:
         shape = dataclasses.replace(shape, batch_size=batch_size)
     work = es_workload.build(shape)
-    full = time_generations(work, es_workload.nes_strategy(work, population), repeats)
-    low = time_generations(work, low_rank_strategy(work, population, rank), repeats)
+    full = es_workload.time_generations(
+        work, es_workload.nes_strategy(work, population), repeats
+    )
+    low = es_workload.time_generations(
+        work, es_workload.low_rank_strategy(work, population, rank), repeats
+    )
     gflop = es_workload.fc_flops_per_image(shape) * shape.batch_size * population / 1e9
     out |= {
         "model": f"fc-{shape.size}",

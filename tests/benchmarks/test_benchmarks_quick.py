@@ -58,6 +58,9 @@ def test_es_throughput_quick():
     assert result["offspring_per_s"] > 0 and result["baseline_offspring_per_s"] > 0
     expected_ratio = result["offspring_per_s"] / result["baseline_offspring_per_s"]
     assert result["ratio"] == pytest.approx(expected_ratio, rel=1e-3)
+    low_rank = result["low_rank_offspring_per_s"] / result["baseline_offspring_per_s"]
+    assert result["low_rank"] == 1 and result["low_rank_offspring_per_s"] > 0
+    assert result["low_rank_ratio"] == pytest.approx(low_rank, rel=1e-3)
     assert set(result["baseline_seconds"]) == {"noise_and_perturb", "decode", "cider"}
     flops = es_workload.fc_flops_per_image(es_workload.QUICK) * 8
     assert result["gflop_per_offspring"] == pytest.approx(flops / 1e9, rel=1e-3)
