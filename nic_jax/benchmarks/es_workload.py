@@ -181,25 +181,20 @@ def time_generations(work: Workload, strategy, repeats: int) -> dict:
     start = time.perf_counter()
     compiled = generation.lower(state, *args).compile()
     compile_s = time.perf_counter() - start
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state, metrics, _ = compiled(state, *args)
-        jax.block_until_ready((state, metrics))
-        seconds.append(time.perf_counter() - start)
+    runs = timed_runs(compiled, state, args, repeats)
     memory = compiled.memory_analysis()
     return {
-        "generations_per_s": 1.0 / min(seconds),
-        "seconds": seconds,
+        "generations_per_s": 1.0 / min(runs["seconds"]),
+        "seconds": runs["seconds"],
         "compile_s": compile_s,
-        "fitness_mean": float(metrics["es/fitness_mean"]),
+        "fitness_mean": float(runs["metrics"]["es/fitness_mean"]),
         "xla_temp_mb": getattr(memory, "temp_size_in_bytes", -1) / 1e6,
     }
 
 
-def _timed_runs(compiled, state, args, repeats: int) -> dict:
+def timed_runs(compiled, state, args, repeats: int) -> dict:
     """Runs the compiled generation `repeats` times, threading the donated state;
-    wall and CPU (all threads) seconds of each run and the last metrics."""
+    wall and CPU (all threads) seconds of each run, the last metrics and state."""
     seconds, cpu_seconds = [], []
     for _ in range(repeats):
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -207,7 +202,12 @@ def _timed_runs(compiled, state, args, repeats: int) -> dict:
         jax.block_until_ready((state, metrics))
         seconds.append(time.perf_counter() - start)
         cpu_seconds.append(time.process_time() - cpu_start)
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "metrics": metrics}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "metrics": metrics,
+        "state": state,
+    }
 
 
 def run_generations(population: int, shape: Shape, repeats: int) -> dict:
@@ -226,7 +226,7 @@ def run_generations(population: int, shape: Shape, repeats: int) -> dict:
     compile_s = time.perf_counter() - start
     peak_size = 512 if shape.size < Shape.size else 0
     runs, peak = timing.with_peak(
-        lambda: _timed_runs(compiled, state, args, repeats), peak_size
+        lambda: timed_runs(compiled, state, args, repeats), peak_size
     )
     memory = compiled.memory_analysis()
     return {

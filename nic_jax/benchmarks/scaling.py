@@ -88,20 +88,16 @@ def run_count(work, population: int, num_devices: int, repeats: int) -> dict:
     start = time.perf_counter()
     compiled = _jitted_generation(work, strategy, mesh).lower(state, *args).compile()
     compile_s = time.perf_counter() - start
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state, metrics, _ = compiled(state, *args)
-        jax.block_until_ready((state, metrics))
-        seconds.append(time.perf_counter() - start)
+    runs = es_workload.timed_runs(compiled, state, args, repeats)
+    seconds = min(runs["seconds"])
     figures = {
         "devices": num_devices,
-        "seconds": min(seconds),
-        "offspring_per_s": population / min(seconds),
+        "seconds": seconds,
+        "offspring_per_s": population / seconds,
         "compile_s": compile_s,
-        "fitness_mean": float(metrics["es/fitness_mean"]),
+        "fitness_mean": float(runs["metrics"]["es/fitness_mean"]),
     }
-    return figures, np.asarray(jax.device_get(state.strategy.theta))
+    return figures, np.asarray(jax.device_get(runs["state"].strategy.theta))
 
 
 def run_benchmark(quick: bool, counts: list, population: int, repeats: int):

@@ -137,3 +137,25 @@ def test_torch_fc_captioner_is_our_fc_model():
     model.load_flat(shifted)
     assert torch.equal(model.flat(), shifted)
     assert not torch.equal(model.flat(), theta)
+
+
+def test_scaling_quick_gives_one_line_per_device_count_with_equal_updates():
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "nic_jax.benchmarks.scaling", "--quick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert [line["devices"] for line in lines] == [1, 2, 4]
+    for line in lines:
+        assert line["benchmark"] == "es_scaling" and line["offspring_per_s"] > 0
+        assert line["max_abs_theta_diff"] <= 1e-5  # the update of one device
+    assert len({line["fitness_mean"] for line in lines}) == 1
