@@ -107,8 +107,10 @@ def padded_params(arch: ArchitectureMutation, params) -> dict:
     (widening inserts units; it never reorders), so this is one scatter, equal to
     `buckets.pad(params, 0)`."""
     active = np.flatnonzero(arch.masks[0])
-    flat = jnp.zeros(arch.masks.shape[1], jnp.float32).at[active].set(
-        ravel_pytree(params)[0].astype(jnp.float32)
+    flat = (
+        jnp.zeros(arch.masks.shape[1], jnp.float32)
+        .at[active]
+        .set(ravel_pytree(params)[0].astype(jnp.float32))
     )
     return arch.unravel_widest(flat)
 

@@ -10,6 +10,7 @@ the podium of the `es.num_elites` best models ever; the exported model is podium
 row 0, the best validation score ever. At most mu parameter vectors are stored.
 """
 
+from nic_jax.errors import InputError
 from nic_jax.evolution.ga import GA
 from nic_jax.train import evolution
 
@@ -18,6 +19,12 @@ def build_strategy(config, template, axis=None) -> GA:
     """`GA` from `config.es`; `axis` (a mesh axis name) splits the children and
     the elite candidates (see `evolution.EvolutionLoop`)."""
     es = config.es
+    if es.get("noise_rank", 0) != 0:
+        raise InputError(
+            f"config es.noise_rank={es.noise_rank}: low-rank (EGGROLL) noise is for "
+            "NIC-NES (trainer nes), whose members share theta and so one x W per "
+            "chunk; NIC-ES children have different parents. Use es.noise_rank=0"
+        )
     return GA(
         template,
         es.population_size,

@@ -10,6 +10,7 @@ import pytest
 
 from configs.es import get_config as es_config
 from nic_jax import plot
+from nic_jax.errors import InputError
 from nic_jax.train import checkpoint, es, evolution, nes, xe
 from nic_jax.train.metric_writer import read_metrics
 from tests.train.test_xe import _config as xe_config
@@ -135,3 +136,10 @@ def test_schedule_anneals_sigma_batch_size_and_learning_rate(tmp_path, monkeypat
     # generation g (1-based) runs after the steps due at 3, 5: / 2 and x 2 each
     np.testing.assert_allclose(sigma, [s0, s0, s0 / 2, s0 / 2, s0 / 4, s0 / 4])
     assert batch == [b0, b0, 2 * b0, 2 * b0, 4 * b0, 4 * b0]
+
+
+def test_low_rank_noise_is_refused_by_the_ga(tmp_path):
+    config = _config("es", "")
+    config.es.noise_rank = 2
+    with pytest.raises(InputError, match="es.noise_rank=2: low-rank"):
+        es.train_and_evaluate(config, str(tmp_path / "es"))
