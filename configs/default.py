@@ -43,6 +43,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # training, validate every eval_every_s of them; 0: no budget, no timing
     config.budget = ConfigDict(dict(train_s=0.0, eval_every_s=0.0))
     config.mesh = _mesh()
+    # f32 matmul precision of every jitted program (jax_default_matmul_precision):
+    # "default"; "bfloat16" (bf16 inputs, f32 sums: GPU/TPU tensor cores; params
+    # and activations stay float32); "tensorfloat32"; "float32" (exact passes)
+    config.compute = ConfigDict(dict(matmul_precision="default"))
     config.lock()
     return config
 

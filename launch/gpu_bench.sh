@@ -60,4 +60,7 @@ for bench in es_throughput lowrank memory decode xe_step metrics; do
   echo "== $bench" >&2
   "$python" -m "nic_jax.benchmarks.$bench" "$@" | tail -n 1 | tee -a "$out"
 done
+echo "== es_throughput, bf16 matmuls" >&2
+"$python" -m nic_jax.benchmarks.es_throughput --matmul_precision=bfloat16 "$@" |
+  tail -n 1 | tee -a "$out"
 echo "wrote $out" >&2

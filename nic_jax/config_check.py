@@ -74,6 +74,7 @@ _NON_NEGATIVE_NUMBER = (
     "budget.eval_every_s",
 )
 _FRACTION = ("model.drop_prob_lm", "optim.b1", "optim.b2", "es.b1", "es.b2")
+MATMUL_PRECISIONS = ("default", "bfloat16", "tensorfloat32", "float32")
 _CHOICES = {
     "data.name": ("shapes", "cocotalk"),
     "optim.name": ("adam",),
@@ -83,6 +84,7 @@ _CHOICES = {
     "mesh.nes_gradient": ("psum", "replicated"),
     "evals.backend": ("jax", "coco"),
     "es.safe_mutation": safe_mutations.KINDS,
+    "compute.matmul_precision": MATMUL_PRECISIONS,
 }
 _MISSING = object()
 # trainers that add val/CIDEr-D (on-device, train df) to the validation scores

@@ -3,12 +3,14 @@ ones (es-img-captioning's experiment files) train on cocotalk-format files."""
 
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
 from nic_jax.config_args import sibling_config
 from nic_jax.config_check import check_config
-from nic_jax.train import nes
+from nic_jax.errors import InputError
+from nic_jax.train import common, nes
 from nic_jax.train.metric_writer import read_metrics
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -48,3 +50,22 @@ def test_coco_nes_trains_on_cocotalk_files(cocotalk_dataset, tmp_path):
     lines = read_metrics(str(tmp_path / "w" / "metrics.jsonl"))
     fitness = [m["es/fitness_mean"] for m in lines if "es/fitness_mean" in m]
     assert len(fitness) == 2 and np.isfinite(fitness).all()
+
+
+def test_matmul_precision_is_applied_and_checked():
+    config = _load("default.py")
+    try:
+        with config.unlocked():
+            config.compute.matmul_precision = "bfloat16"
+        common.apply_compute(config)
+        assert jax.config.jax_default_matmul_precision == "bfloat16"
+        with config.unlocked():
+            config.compute.matmul_precision = "default"
+        common.apply_compute(config)
+        assert jax.config.jax_default_matmul_precision is None
+        with config.unlocked():
+            config.compute.matmul_precision = "fp8"
+        with pytest.raises(InputError, match="compute.matmul_precision"):
+            check_config(config)
+    finally:
+        jax.config.update("jax_default_matmul_precision", None)

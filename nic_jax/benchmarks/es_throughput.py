@@ -50,6 +50,7 @@ own df table.
 """
 
 import json
+import os
 import time
 
 import jax
@@ -68,6 +69,12 @@ _MEMBERS = flags.DEFINE_integer(
 )
 _LOW_RANK = flags.DEFINE_integer(
     "low_rank", 1, "Rank r of the low-rank engine row (0: no low-rank row)."
+)
+_PRECISION = flags.DEFINE_enum(
+    "matmul_precision",
+    "default",
+    ["default", "bfloat16", "tensorfloat32", "float32"],
+    "f32 matmul precision of the engine and baselines (bfloat16: GPU tensor cores).",
 )
 _CHUNK = flags.DEFINE_integer(
     "chunk_size", 0, "Members vmapped together (0: 32 on CPU, 128 on GPU/TPU)."
@@ -209,6 +216,7 @@ def run_benchmark(
         es_workload.QUICK if quick else es_workload.Shape(), chunk
     )
     out |= {
+        "matmul_precision": jax.config.jax_default_matmul_precision or "default",
         "model": f"fc-{shape.size}",
         "vocab_size": shape.vocab_size,
         "batch_images": shape.batch_size,
@@ -251,6 +259,9 @@ def run_benchmark(
 
 def main(argv) -> None:
     del argv
+    if _PRECISION.value != "default":  # here and in the engine's interpreters
+        os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = _PRECISION.value
+        jax.config.update("jax_default_matmul_precision", _PRECISION.value)
     members = min(_MEMBERS.value, 2) if _QUICK.value else _MEMBERS.value
     result = run_benchmark(_QUICK.value, members, _CHUNK.value, _LOW_RANK.value)
     print(json.dumps(timing.rounded(result)))

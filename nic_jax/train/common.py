@@ -53,9 +53,21 @@ def save_config(config, workdir: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+def apply_compute(config) -> None:
+    """Sets the run's f32 matmul precision (`config.compute.matmul_precision`) for
+    every program jitted from here on ("default": JAX's own choice)."""
+    precision = config.get("compute", {}).get("matmul_precision", "default")
+    chosen = None if precision == "default" else precision
+    jax.config.update("jax_default_matmul_precision", chosen)
+    if chosen:
+        logging.info("f32 matmuls at precision %s", chosen)
+
+
 def setup_data_and_decoder(config, splits=("train", "val", "test")):
-    """Checks the config, loads the dataset and builds the decoder it fits."""
+    """Checks the config, applies its compute settings, loads the dataset and
+    builds the decoder it fits."""
     check_config(config)
+    apply_compute(config)
     need_att = get_model_class(config.model.name).uses_att
     dataset = load_dataset(config.data, config.model.fc_feat_size, need_att, splits)
     return dataset, build_decoder(config.model, dataset.vocab_size)
