@@ -123,7 +123,7 @@ def test_schedule_anneals_sigma_batch_size_and_learning_rate(tmp_path, monkeypat
     monkeypatch.setattr(plot, "write_plots", write_plots)
     nes.train_and_evaluate(config, str(tmp_path / "nes"))
     assert drawn == [4, 6]  # checkpoint at 4, validation (and checkpoint) at 6
-    for name in ("sigma", "batch_size", "fitness", "validation", "loss"):
+    for name in ("sigma", "batch_size", "fitness", "validation", "metrics"):
         assert (tmp_path / "nes" / "plots" / f"{name}.png").is_file(), name
     lines = [
         m
