@@ -25,22 +25,25 @@ from nic_jax.config_args import parse_arg, sibling_config
 
 
 def coco_data(config) -> None:
-    """es-img-captioning's `caption_options` on the COCO files of data/."""
-    data = config.data
-    data.name = "cocotalk"
-    data.input_json = "data/cocotalk.json"
-    data.input_label_h5 = "data/cocotalk_label.h5"
-    data.input_fc_dir = "data/cocobu_fc"
-    data.dataset_json = "data/dataset_coco.json"
-    data.seq_per_img = 5
-    model = config.model
-    model.name = "fc"
-    model.fc_feat_size = 2048
-    model.input_encoding_size = 128
-    model.rnn_size = 128
-    model.drop_prob_lm = 0.0
-    config.evals.batch_size = 500
-    config.evals.num_images = 5000
+    """es-img-captioning's `caption_options` on the COCO files of data/, its
+    FC-128 captioner and snapshot cadence."""
+    config.data.update(
+        name="cocotalk",
+        input_json="data/cocotalk.json",
+        input_label_h5="data/cocotalk_label.h5",
+        input_fc_dir="data/cocobu_fc",
+        dataset_json="data/dataset_coco.json",
+        seq_per_img=5,
+    )
+    config.model.update(
+        name="fc",
+        fc_feat_size=2048,
+        input_encoding_size=128,
+        rnn_size=128,
+        drop_prob_lm=0.0,
+    )
+    config.evals.update(batch_size=500, num_images=5000, every_steps=10)
+    config.ckpt.every_steps = 10
 
 
 def get_config(arg: str | None = None):
@@ -49,23 +52,22 @@ def get_config(arg: str | None = None):
     config = sibling_config(__file__, "es.py", f"seed={arg.seed}")
     with config.unlocked():
         coco_data(config)
-        es = config.es
-        es.population_size = 1000
-        es.num_parents = 50
-        es.num_elites = 3
-        es.num_elite_candidates = 2
-        es.selection = "uniform"
-        es.sigma = 0.002
-        es.batch_size = 128
-        es.num_val_items = 5000
-        es.fitness = "greedy"
-        es.schedule_start = 200
-        es.schedule_limit = 200
-        es.stdev_divisor = 1.414
-        es.bs_multiplier = 2.0
-        es.num_steps = 2000
-        es.eval_chunk_size = 32
-        config.ckpt.every_steps = 10
-        config.evals.every_steps = 10
+        config.es.update(
+            population_size=1000,
+            num_parents=50,
+            num_elites=3,
+            num_elite_candidates=2,
+            selection="uniform",
+            sigma=0.002,
+            batch_size=128,
+            num_val_items=5000,
+            fitness="greedy",
+            schedule_start=200,
+            schedule_limit=200,
+            stdev_divisor=1.414,
+            bs_multiplier=2.0,
+            num_steps=2000,
+            eval_chunk_size=32,
+        )
     config.lock()
     return config

@@ -29,25 +29,20 @@ def get_config(arg: str | None = None):
     config = sibling_config(__file__, "coco_es.py", f"seed={arg.seed}")
     with config.unlocked():
         config.trainer = "nes"  # data, model and cadences: coco_es.py's
-        es = config.es
-        es.num_pairs = 500
-        es.sigma = 0.005
-        es.batch_size = 128
-        es.num_val_items = 5000
-        es.l2coeff = 0.0002
-        es.schedule_start = 200
-        es.schedule_limit = 100
-        es.stdev_divisor = 1.414
-        es.bs_multiplier = 1.414
-        es.stepsize_divisor = 1.0
-        es.fitness = "greedy_logprob"
-        es.safe_mutation = "SM-G-SUM"
-        es.sm_underflow = 0.1
-        es.optimizer = "adam"
-        es.learning_rate = 0.002
-        es.num_steps = 2000
-        es.eval_chunk_size = 32
-        config.ckpt.every_steps = 10
-        config.evals.every_steps = 10
+        config.es.update(  # batch size, validation images, cadences: coco_es's
+            num_pairs=500,
+            sigma=0.005,
+            l2coeff=0.0002,
+            schedule_start=200,
+            schedule_limit=100,
+            stdev_divisor=1.414,
+            bs_multiplier=1.414,
+            stepsize_divisor=1.0,
+            fitness="greedy_logprob",
+            safe_mutation="SM-G-SUM",
+            sm_underflow=0.1,
+            optimizer="adam",
+            learning_rate=0.002,
+        )
     config.lock()
     return config

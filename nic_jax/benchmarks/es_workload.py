@@ -143,11 +143,11 @@ def initial_state(work: Workload, strategy: NES) -> evolution.EvoState:
     )
 
 
-def generation_fn(work: Workload, strategy: NES):
-    """The trainer's jitted generation: (state, batch, reward, source) ->
-    (state, metrics, None), the state donated."""
+def generation_step(work: Workload, strategy):
+    """The trainer's generation, greedy fitness, no validation: (state, batch,
+    reward, source) -> (state, metrics, None)."""
     no_validation = lambda strategy_state, key: (strategy_state, {}, None)
-    step = functools.partial(
+    return functools.partial(
         evolution.generation,
         strategy,
         work.decoder,
@@ -156,7 +156,11 @@ def generation_fn(work: Workload, strategy: NES):
         None,
         no_validation,
     )
-    return jax.jit(step, donate_argnums=0)
+
+
+def generation_fn(work: Workload, strategy: NES):
+    """`generation_step` jitted, the state donated."""
+    return jax.jit(generation_step(work, strategy), donate_argnums=0)
 
 
 def low_rank_strategy(work: Workload, population: int, rank: int):

@@ -18,7 +18,6 @@ of theta after the timed generations from the first count's (the split must not
 change the numbers).
 """
 
-import functools
 import json
 import os
 import time
@@ -28,9 +27,8 @@ import numpy as np
 from absl import flags
 
 from nic_jax import app, parallel
-from nic_jax.benchmarks import es_workload, timing, workload
+from nic_jax.benchmarks import es_workload, timing
 from nic_jax.evolution.nes import NES
-from nic_jax.train import evolution
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model (es_workload.QUICK).")
 _DEVICES = flags.DEFINE_list("devices", ["1", "2", "4"], "Device counts to time.")
@@ -51,16 +49,7 @@ def fake_cpu_devices(count: int) -> None:
 
 def _jitted_generation(work, strategy, mesh):
     """The trainer's generation on `mesh`: one program per device when split."""
-    no_validation = lambda strategy_state, key: (strategy_state, {}, None)
-    one = functools.partial(
-        evolution.generation,
-        strategy,
-        work.decoder,
-        "greedy",
-        workload.MAX_LEN,
-        None,
-        no_validation,
-    )
+    one = es_workload.generation_step(work, strategy)
     if strategy.axis is not None:
         one = parallel.spmd(one, mesh)
     replicated = parallel.replicated(mesh)

@@ -20,9 +20,8 @@ from jax.flatten_util import ravel_pytree
 from nic_jax.data.dataset import load_dataset
 from nic_jax.decoding.ensemble import Ensemble
 from nic_jax.errors import InputError
-from nic_jax.evaluation.captioning import evaluate_split
 from nic_jax.evaluation.restore import load_workdir_model
-from nic_jax.evaluation.workdir import _override_decoding
+from nic_jax.evaluation.workdir import split_scorer
 from nic_jax.train import checkpoint
 
 
@@ -97,21 +96,8 @@ def evaluate_ensemble(
     need_att = any(m.decoder.uses_att for m in members)
     dataset = load_dataset(config.data, config.model.fc_feat_size, need_att, (split,))
     checkpoint.check_vocabulary(reference.meta, dataset.ix_to_word, reference.where)
-    eval_config = config.evals.copy_and_resolve_references()
-    eval_config.num_images = kw.get("num_images", -1)
-    _override_decoding(eval_config, decoding or {})
-
-    def score(decoder, params):
-        return evaluate_split(
-            decoder,
-            params,
-            dataset.splits[split],
-            dataset.ix_to_word,
-            eval_config,
-            config.evals.test_metrics,
-            config.data.max_length,
-        )
-
+    num_images = kw.get("num_images", -1)
+    score, _ = split_scorer(config, dataset, split, num_images, decoding)
     member_scores = [score(m.decoder, m.params)[0] for m in members]
     ensemble = Ensemble(tuple(m.decoder for m in members), combine)
     scores, captions = score(ensemble, tuple(m.params for m in members))

@@ -39,6 +39,28 @@ def _override_decoding(eval_config: ConfigDict, decoding: dict) -> None:
         eval_config[name] = value
 
 
+def split_scorer(config, dataset, split: str, num_images: int, decoding=None):
+    """(score, eval_config): score(decoder, params) -> (metrics, captions) of
+    `split` with the run's `config.evals`, `num_images` images (-1: all) and the
+    `decoding` overrides (beam_size, max_len, ...)."""
+    eval_config = config.evals.copy_and_resolve_references()
+    eval_config.num_images = num_images
+    _override_decoding(eval_config, decoding or {})
+
+    def score(decoder, params):
+        return evaluate_split(
+            decoder,
+            params,
+            dataset.splits[split],
+            dataset.ix_to_word,
+            eval_config,
+            config.evals.test_metrics,
+            config.data.max_length,
+        )
+
+    return score, eval_config
+
+
 def _print_samples(split, captions: dict, num: int) -> None:
     for row in range(min(num, len(split.image_ids))):
         image_id = int(split.image_ids[row])
@@ -69,18 +91,8 @@ def evaluate_workdir(
     )
     dataset, _ = common.setup_data_and_decoder(config, (split,))
     checkpoint.check_vocabulary(model.meta, dataset.ix_to_word, model.where)
-    eval_config = config.evals.copy_and_resolve_references()
-    eval_config.num_images = num_images
-    _override_decoding(eval_config, decoding or {})
-    scores, captions = evaluate_split(
-        decoder,
-        params,
-        dataset.splits[split],
-        dataset.ix_to_word,
-        eval_config,
-        config.evals.test_metrics,
-        config.data.max_length,
-    )
+    score, eval_config = split_scorer(config, dataset, split, num_images, decoding)
+    scores, captions = score(decoder, params)
     result = {
         "split": split,
         "step": chosen,

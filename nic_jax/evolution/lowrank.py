@@ -159,11 +159,7 @@ def weighted_factor_sum(
     is contracted in one matrix product; a slice of the indices gives a partial
     sum (padded members get weight 0), so a mesh can add its devices' sums.
     """
-    count = indices.shape[0]
-    chunk = max(1, min(chunk_size, count))
-    pad = (-count) % chunk
-    indices = jnp.pad(indices, (0, pad), mode="edge").reshape(-1, chunk)
-    weights = jnp.pad(weights.astype(jnp.float32), (0, pad)).reshape(-1, chunk)
+    indices, weights = noise_lib.weighted_chunks(indices, weights, chunk_size)
 
     def body(total, chunk_args):
         idx, w = chunk_args

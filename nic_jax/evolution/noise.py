@@ -93,6 +93,18 @@ def standard_noise(
     return _slice(source.table, mkey, num_params)
 
 
+def weighted_chunks(indices: jax.Array, weights: jax.Array, chunk_size: int):
+    """(indices, weights) as (chunks, chunk) arrays for a `lax.scan` over member
+    chunks; padded members repeat the last index with weight 0, so they add
+    nothing but keep the chunks equal."""
+    count = indices.shape[0]
+    chunk = max(1, min(chunk_size, count))
+    pad = (-count) % chunk
+    indices = jnp.pad(indices, (0, pad), mode="edge").reshape(-1, chunk)
+    weights = jnp.pad(weights.astype(jnp.float32), (0, pad)).reshape(-1, chunk)
+    return indices, weights
+
+
 def weighted_noise_sum(
     source: NoiseSource,
     key: jax.Array,
@@ -108,12 +120,7 @@ def weighted_noise_sum(
     stored noise. Works on any slice of the indices, so a sharded population sums
     its local members and adds the partial sums.
     """
-    count = indices.shape[0]
-    chunk = max(1, min(chunk_size, count))
-    pad = (-count) % chunk
-    # Padded members get weight 0: they add nothing but keep the chunks equal.
-    indices = jnp.pad(indices, (0, pad), mode="edge").reshape(-1, chunk)
-    weights = jnp.pad(weights.astype(jnp.float32), (0, pad)).reshape(-1, chunk)
+    indices, weights = weighted_chunks(indices, weights, chunk_size)
 
     def body(total, chunk_args):
         idx, w = chunk_args

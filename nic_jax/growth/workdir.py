@@ -19,7 +19,6 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
@@ -30,19 +29,6 @@ from nic_jax.growth.widen import lr_ratio, num_params, plan, widen_optimizer_sta
 from nic_jax.train import checkpoint
 
 FLAT_PARAMS_FIELDS = ("theta", "parents")  # flat params rows of NES / the GA
-
-
-def _restore_raw(manager, step: int):
-    """(params, train, meta) as saved, without a target tree: plain containers."""
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(),
-            train=ocp.args.StandardRestore(),
-            meta=ocp.args.JsonRestore(),
-        ),
-    )
-    return restored.params, restored.train, restored.meta
 
 
 def _widen_rows(rows, params, widening, fill: str, seed: int):
@@ -125,7 +111,7 @@ def grow_workdir(
         raise InputError(f"--out={out} already holds checkpoints; use a new directory")
     config, source, chosen, metric = _open_source(workdir, step)
     # on the host: restored arrays keep the saving run's device placement
-    params, train, meta = jax.device_get(_restore_raw(source, chosen))
+    params, train, meta = jax.device_get(checkpoint.restore(source, chosen))
     widening, model_config = plan(params, config.model, layer, extra)
     grown = transforms.apply(params, widening, method, seed)
     train = jax.device_get(widen_train_state(train, params, widening, method, seed))

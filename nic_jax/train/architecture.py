@@ -43,7 +43,6 @@ class ArchitectureMutation:
     buckets: mutation.WidthBuckets
     probability: float
     base_config: object  # the run's config, model at bucket 0
-    masks: np.ndarray  # (K, N) buckets.masks, made once outside any trace
     unravel_widest: object  # flat (N,) -> params tree of the widest bucket
 
 
@@ -75,10 +74,11 @@ def from_config(config, vocab_size: int) -> ArchitectureMutation | None:
         es.arch_buckets,
         es.arch_method,
     )
+    # made here, outside any trace: `buckets.masks` is cached, and the restore
+    # path evaluates `padded_params` abstractly
+    _ = buckets.masks
     _, unravel_widest = ravel_pytree(buckets.params_at(es.arch_buckets - 1))
-    return ArchitectureMutation(
-        buckets, probability, config, buckets.masks, unravel_widest
-    )
+    return ArchitectureMutation(buckets, probability, config, unravel_widest)
 
 
 def _with_model(config, model_config):
@@ -106,18 +106,13 @@ def padded_params(arch: ArchitectureMutation, params) -> dict:
     entries, in padded order, are the params' entries in their own flat order
     (widening inserts units; it never reorders), so this is one scatter, equal to
     `buckets.pad(params, 0)`."""
-    active = np.flatnonzero(arch.masks[0])
+    active = np.flatnonzero(arch.buckets.masks[0])
     flat = (
-        jnp.zeros(arch.masks.shape[1], jnp.float32)
+        jnp.zeros(arch.buckets.masks.shape[1], jnp.float32)
         .at[active]
         .set(ravel_pytree(params)[0].astype(jnp.float32))
     )
     return arch.unravel_widest(flat)
-
-
-def parent_scale(masks, parents, scale=None):
-    """(mu, N) noise factor of each parent row: its bucket's mask (x `scale`)."""
-    return mutation.mutation_scale(parents, masks, scale)
 
 
 def _host(array) -> np.ndarray:
@@ -130,7 +125,7 @@ def widen_kept_offspring(arch, strategy_state, num_elites: int, seed: int, step:
 
     Returns (strategy_state, metrics); the rows are replicated as before.
     """
-    masks = arch.masks
+    masks = arch.buckets.masks
     parents = _host(strategy_state.parents)
     row_buckets = np.asarray(mutation.row_buckets(parents, masks))
     rows, kept = mutation.mutate_architectures(

@@ -166,8 +166,9 @@ def save(manager, step: int, params, train, meta: dict, metrics=None) -> None:
     )
 
 
-def restore(manager, step: int, abstract_params, abstract_train):
-    """Restores (params, train, meta) at `step` against abstract (eval_shape) trees."""
+def restore(manager, step: int, abstract_params=None, abstract_train=None):
+    """Restores (params, train, meta) at `step` against abstract (eval_shape)
+    trees; None restores that item as saved (plain containers)."""
     restored = _restore(
         manager,
         step,

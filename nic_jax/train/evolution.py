@@ -32,6 +32,7 @@ from nic_jax.data.batches import gather_features, train_batch
 from nic_jax.errors import InputError
 from nic_jax.evolution import annealing, fitness, lowrank, safe_mutations
 from nic_jax.evolution import noise as noise_lib
+from nic_jax.growth import mutation
 from nic_jax.metrics import df as df_lib
 from nic_jax.models.functional import build_decoder, init_params
 from nic_jax.train import architecture, common
@@ -176,7 +177,7 @@ def generation(
     params = strategy.params(state.strategy)
     scale = None if scale_fn is None else scale_fn(params, batch)
     if arch_masks is not None:
-        scale = architecture.parent_scale(arch_masks, state.strategy.parents, scale)
+        scale = mutation.mutation_scale(state.strategy.parents, arch_masks, scale)
     population, strategy_state = strategy.ask(ask_key, state.strategy, scale)
     fitness_fn = fitness.make_fitness(fitness_name, decoder, reward, max_len)
     fitness_values = strategy.evaluate(
@@ -208,7 +209,7 @@ class EvolutionLoop:
         self.source = parallel.replicate(source, replicated)
         self.arch_masks = None
         if arch is not None:
-            self.arch_masks = parallel.replicate(arch.masks, replicated)
+            self.arch_masks = parallel.replicate(arch.buckets.masks, replicated)
         self.anneal_config = anneal_config(config.es)
         scale_fn = mutation_scale_fn(config.es, run.decoder, strategy.num_params)
         one_generation = functools.partial(

@@ -12,7 +12,6 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from configs.default import get_config as default_config
 from configs.es import get_config as es_config
@@ -125,16 +124,9 @@ def restore(workdir, step: int | None = None):
     """(step, params, train state, meta) of a checkpoint, read back as saved."""
     manager = checkpoint.make_manager(str(workdir), _ckpt_config(), "", True)
     step = manager.latest_step() if step is None else step
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(),
-            train=ocp.args.StandardRestore(),
-            meta=ocp.args.JsonRestore(),
-        ),
-    )
+    params, train, meta = checkpoint.restore(manager, step)
     manager.close()
-    return step, restored.params, restored.train, restored.meta
+    return step, params, train, meta
 
 
 def _ckpt_config():
