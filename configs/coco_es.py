@@ -46,9 +46,26 @@ def coco_data(config) -> None:
     config.ckpt.every_steps = 10
 
 
+def tiny(config) -> None:
+    """The `:tiny` preset: tests on small cocotalk-format files (data paths given)."""
+    config.model.update(input_encoding_size=16, rnn_size=16)
+    config.es.update(
+        population_size=8,
+        num_parents=4,
+        num_pairs=4,
+        batch_size=4,
+        num_val_items=4,
+        num_steps=2,
+        eval_chunk_size=8,
+    )
+    config.evals.update(num_images=4, every_steps=2, final_split="")
+    config.ckpt.every_steps = 2
+    config.log.every_steps = 1
+
+
 def get_config(arg: str | None = None):
-    """Returns the config; `arg` presets: `seed=N`."""
-    arg = parse_arg(arg, seed=0)
+    """Returns the config; `arg` presets: `tiny` (tests), `seed=N`."""
+    arg = parse_arg(arg, tiny=False, seed=0)
     config = sibling_config(__file__, "es.py", f"seed={arg.seed}")
     with config.unlocked():
         coco_data(config)
@@ -69,5 +86,7 @@ def get_config(arg: str | None = None):
             num_steps=2000,
             eval_chunk_size=32,
         )
+        if arg.tiny:
+            tiny(config)
     config.lock()
     return config

@@ -24,9 +24,10 @@ from nic_jax.config_args import parse_arg, sibling_config
 
 
 def get_config(arg: str | None = None):
-    """Returns the config; `arg` presets: `seed=N`."""
-    arg = parse_arg(arg, seed=0)
-    config = sibling_config(__file__, "coco_es.py", f"seed={arg.seed}")
+    """Returns the config; `arg` presets: `tiny` (tests), `seed=N`."""
+    arg = parse_arg(arg, tiny=False, seed=0)
+    preset = ",".join(["tiny"] * arg.tiny + [f"seed={arg.seed}"])
+    config = sibling_config(__file__, "coco_es.py", preset)
     with config.unlocked():
         config.trainer = "nes"  # data, model and cadences: coco_es.py's
         config.es.update(  # batch size, validation images, cadences: coco_es's

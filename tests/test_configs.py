@@ -17,13 +17,14 @@ CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 NAMES = sorted(p.name for p in CONFIGS.glob("*.py"))
 
 
-def _load(name: str):
-    return sibling_config(str(CONFIGS / "default.py"), name)
+def _load(name: str, preset: str = ""):
+    return sibling_config(str(CONFIGS / "default.py"), name, preset)
 
 
+@pytest.mark.parametrize("preset", ["", "tiny"])
 @pytest.mark.parametrize("name", NAMES)
-def test_config_loads_and_checks(name):
-    check_config(_load(name))
+def test_config_loads_and_checks(name, preset):
+    check_config(_load(name, preset))
 
 
 def test_coco_configs_mirror_the_experiment_files():
@@ -37,15 +38,10 @@ def test_coco_configs_mirror_the_experiment_files():
 
 
 def test_coco_nes_trains_on_cocotalk_files(cocotalk_dataset, tmp_path):
-    config = _load("coco_nes.py").copy_and_resolve_references()
-    for key, value in cocotalk_dataset.items():
+    config = _load("coco_nes.py", "tiny").copy_and_resolve_references()
+    for key, value in cocotalk_dataset.items():  # the files in place of data/
         group, name = key.split(".")
         config[group][name] = value
-    config.model.input_encoding_size = config.model.rnn_size = 16
-    config.es.num_pairs, config.es.batch_size, config.es.num_val_items = 4, 4, 4
-    config.es.num_steps = config.ckpt.every_steps = config.evals.every_steps = 2
-    config.log.every_steps = 1
-    config.evals.num_images, config.evals.final_split = 4, ""
     nes.train_and_evaluate(config, str(tmp_path / "w"))
     lines = read_metrics(str(tmp_path / "w" / "metrics.jsonl"))
     fitness = [m["es/fitness_mean"] for m in lines if "es/fitness_mean" in m]

@@ -1,7 +1,7 @@
-"""Architecture mutation inside the NIC-ES trainer (`es.arch_mutation`): kept
-offspring are widened on the way, every member's padding stays exactly zero, the
-exported model evaluates with the saved (widest) config, and a killed run resumes
-to the same parents."""
+"""Architecture mutation inside the NIC-ES trainer (`train/architecture.py`,
+`es.arch_mutation`): kept offspring are widened on the way, every member's
+padding stays exactly zero, the exported model evaluates with the saved (widest)
+config, and a killed run resumes to the same parents."""
 
 import json
 import os
