@@ -47,6 +47,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # "default"; "bfloat16" (bf16 inputs, f32 sums: GPU/TPU tensor cores; params
     # and activations stay float32); "tensorfloat32"; "float32" (exact passes)
     config.compute = ConfigDict(dict(matmul_precision="default"))
+    # a NaN/Inf loss, reward, fitness or parameter stops the run; max_rollbacks > 0
+    # restarts it from its last checkpoint (at most that often) with the step
+    # sizes (learning rates, sigma) x rollback_factor (nic_jax/train/rollback.py)
+    config.numerics = ConfigDict(dict(max_rollbacks=0, rollback_factor=0.5))
     config.lock()
     return config
 

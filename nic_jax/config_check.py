@@ -49,7 +49,12 @@ _POSITIVE_INT = (
     "log.every_steps",
     "finetune.eval_every_steps",
 )
-_NON_NEGATIVE_INT = ("es.noise_chunk_size", "evals.max_len", "es.patience")
+_NON_NEGATIVE_INT = (
+    "es.noise_chunk_size",
+    "evals.max_len",
+    "es.patience",
+    "numerics.max_rollbacks",
+)
 _ALL_OR_POSITIVE_INT = ("evals.num_images", "es.num_val_items")
 _POSITIVE_NUMBER = (
     "optim.learning_rate",
@@ -74,6 +79,7 @@ _NON_NEGATIVE_NUMBER = (
     "budget.eval_every_s",
 )
 _FRACTION = ("model.drop_prob_lm", "optim.b1", "optim.b2", "es.b1", "es.b2")
+_SHRINK = ("numerics.rollback_factor",)
 MATMUL_PRECISIONS = ("default", "bfloat16", "tensorfloat32", "float32")
 _CHOICES = {
     "data.name": ("shapes", "cocotalk"),
@@ -124,6 +130,7 @@ def _check_numbers(config) -> None:
         (_POSITIVE_NUMBER, lambda v: _is_number(v) and v > 0, "a number > 0"),
         (_NON_NEGATIVE_NUMBER, lambda v: _is_number(v) and v >= 0, "a number >= 0"),
         (_FRACTION, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        (_SHRINK, lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
     )
     for fields, ok, expected in rules:
         for field in fields:

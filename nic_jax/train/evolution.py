@@ -35,7 +35,7 @@ from nic_jax.evolution import noise as noise_lib
 from nic_jax.growth import mutation
 from nic_jax.metrics import df as df_lib
 from nic_jax.models.functional import build_decoder, init_params
-from nic_jax.train import architecture, common
+from nic_jax.train import architecture, common, rollback
 
 
 @flax.struct.dataclass
@@ -356,9 +356,11 @@ def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> d
     template = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), abstract)
     split = mesh.shape[parallel.POPULATION] > 1
     strategy = build_strategy(config, template, parallel.POPULATION if split else None)
+    restored_step = run.manager.latest_step()
     state = common.restore_or_make(
         run, lambda cfg: new_state(cfg, dataset, strategy, make_params, arch)
     )
+    state = rollback.scale_restored_sigma(state, workdir, restored_step)
     source = noise_source(config.es, config.seed)
     after_tell = after_tell_fn(run, strategy, val_reward)
     loop = EvolutionLoop(run, strategy, reward, source, after_tell, arch)

@@ -4,7 +4,8 @@
 whenever it logs and before every checkpoint, and the params before every
 checkpoint, so a NaN is named with its exact step and never saved: the last
 checkpoint holds finite values and a rerun with a smaller step size resumes from
-it. As big_vision's trainers, which raise on a NaN loss.
+it. As big_vision's trainers, which raise on a NaN loss; `rollback` restarts
+from the last checkpoint with smaller step sizes instead, when configured.
 """
 
 import jax
@@ -16,12 +17,16 @@ from nic_jax import parallel
 _HINT = (
     "stopping; the checkpoints saved before it hold finite values: lower the "
     "step size (optim.learning_rate, es.learning_rate or es.sigma) and rerun "
-    "to resume from the last one"
+    "to resume from the last one (numerics.max_rollbacks > 0 does that itself)"
 )
 
 
 class NonFiniteError(FloatingPointError):
-    """A loss, reward, fitness or parameter became NaN or infinite."""
+    """A loss, reward, fitness or parameter became NaN or infinite at `step`."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 def _first_bad_step(history: list):
@@ -44,10 +49,10 @@ def check_metrics(history: list, last_step: int, loss_key: str) -> None:
     index, bad = _first_bad_step(jax.device_get(history))
     if index is None:
         return
-    step = last_step - len(history) + 1 + index
+    step = int(last_step - len(history) + 1 + index)
     names = sorted(bad, key=lambda k: (k != loss_key, k))
     values = ", ".join(f"{k}={bad[k]}" for k in names)
-    raise NonFiniteError(f"non-finite {values} at step {step}; {_HINT}")
+    raise NonFiniteError(f"non-finite {values} at step {step}; {_HINT}", step)
 
 
 @jax.jit
@@ -68,5 +73,6 @@ def check_params(params, step: int) -> None:
     ]
     raise NonFiniteError(
         f"non-finite parameters after step {step} (in {', '.join(names[:3])}"
-        f"{', ...' if len(names) > 3 else ''}); {_HINT}"
+        f"{', ...' if len(names) > 3 else ''}); {_HINT}",
+        step,
     )

@@ -1,7 +1,8 @@
-"""Registry of trainers by `config.trainer`: each is `fn(config, workdir) -> scores`."""
+"""Registry of trainers by `config.trainer`: each is `fn(config, workdir) -> scores`,
+restarted after a non-finite value as `config.numerics` allows (`rollback`)."""
 
 from nic_jax.errors import InputError
-from nic_jax.train import es, nes, scst, xe
+from nic_jax.train import es, nes, rollback, scst, xe
 
 TRAINERS = {
     "xe": xe.train_and_evaluate,
@@ -16,4 +17,4 @@ def get_trainer(name: str):
         raise InputError(
             f"config trainer={name!r} is unknown; valid: {sorted(TRAINERS)}"
         )
-    return TRAINERS[name]
+    return rollback.with_rollbacks(TRAINERS[name])
