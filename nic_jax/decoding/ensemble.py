@@ -114,3 +114,7 @@ class Ensemble:
         the members' new states)."""
         logprobs, state = self.member_logprobs(params, ctx, state, token, key)
         return combine_logprobs(logprobs, self.combine, self.weights), state
+
+    def step_logits(self, params, ctx, state, token, key=None):
+        """`step`: combined log-probs are their own logits."""
+        return self.step(params, ctx, state, token, key)

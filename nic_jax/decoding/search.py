@@ -124,16 +124,23 @@ def constrain_logprobs(logprobs, history, t, options: DecodeOptions):
     return logprobs
 
 
+_EXACT_FLOAT_INDEX = 2**24  # float32 holds every integer up to this one
+
+
 def first_argmax(x: jax.Array) -> jax.Array:
-    """`jnp.argmax(x, -1)` (the first index of the maximum) from two plain max
-    reductions: XLA:CPU reduces (value, index) pairs ~15x slower than values
-    alone (BENCHMARKS.md, NIC-NES throughput), a third of a decode step at
-    V = 9,488. A row without a maximum (all NaN) gives its last index."""
+    """`jnp.argmax(x, -1)` (the first index of the maximum) from two plain float
+    max reductions: XLA:CPU reduces (value, index) pairs ~15x slower than values
+    alone, and integer maxima slower than float ones (BENCHMARKS.md, NIC-NES
+    throughput), a third of a decode step at V = 9,488. The index is carried as
+    float32 (exact below 2^24 entries). A row without a maximum (all NaN) gives
+    its last index."""
     size = x.shape[-1]
+    if size > _EXACT_FLOAT_INDEX:
+        return jnp.argmax(x, axis=-1)
     top = jnp.max(x, axis=-1, keepdims=True)
-    reversed_index = jnp.arange(size, 0, -1, dtype=jnp.int32)  # size - index
-    hit = jnp.max(jnp.where(x == top, reversed_index, 0), axis=-1)
-    return jnp.minimum(size - hit, size - 1)
+    reversed_index = jnp.arange(size, 0, -1, dtype=jnp.float32)  # size - index
+    hit = jnp.max(jnp.where(x == top, reversed_index, 0.0), axis=-1)
+    return jnp.minimum(size - hit.astype(jnp.int32), size - 1)
 
 
 def _select(logprobs, key, method: str, temperature: float):
@@ -154,6 +161,7 @@ def decode(
     max_len: int = 16,
     options: DecodeOptions | None = None,
     early_stop: bool = True,
+    with_logprobs: bool = True,
 ):
     """Decodes one caption per image.
 
@@ -166,11 +174,17 @@ def decode(
       early_stop: stop stepping once every row has ended (a `lax.while_loop`;
         under `vmap`, once every row of every member has); False always runs
         `max_len` steps (a `lax.scan`). Both give the same outputs.
+      with_logprobs: False chooses from the logits (`decoder.step_logits`) and
+        skips the log-softmax: the same argmax and sampling distribution (the
+        log-softmax shifts a row by a constant) for callers that need the tokens
+        only (greedy CIDEr-D fitness), without an exp over the vocabulary per
+        row and step. Tokens may differ where the shift rounds two logits of a
+        row to the same log-prob (a near-tie the logits still order).
 
     Returns:
       tokens (B, max_len) int32, 0 after the end; logprobs (B, max_len): the
       model's log-probs of the chosen tokens (EOS included, 0 after it), before
-      constraints and temperature.
+      constraints and temperature (None when not `with_logprobs`).
     """
     options = options or DecodeOptions()
     ctx = decoder.encode(params, feats)
@@ -180,10 +194,15 @@ def decode(
 
     def step(state, history, done, t, step_key):
         token = jnp.where(t > 0, jnp.take(history, jnp.maximum(t - 1, 0), 1), 0)
-        logprobs, state = decoder.step(params, ctx, state, token)
-        allowed = constrain_logprobs(logprobs, history, t, options)
+        step_fn = decoder.step if with_logprobs else decoder.step_logits
+        scores, state = step_fn(params, ctx, state, token)
+        allowed = constrain_logprobs(scores, history, t, options)
         token = _select(allowed, step_key, method, temperature).astype(jnp.int32)
-        token_logprob = jnp.take_along_axis(logprobs, token[:, None], -1)[:, 0]
+        token_logprob = (
+            jnp.take_along_axis(scores, token[:, None], -1)[:, 0]
+            if with_logprobs
+            else jnp.zeros(token.shape, jnp.float32)  # logits: nothing to return
+        )
         token = jnp.where(done, 0, token)
         token_logprob = jnp.where(done, 0.0, token_logprob)
         history = history.at[:, t].set(token)
@@ -201,7 +220,7 @@ def decode(
         (_, tokens, _), logprobs = lax.scan(
             scan_body, init, (jnp.arange(max_len), keys)
         )
-        return tokens, logprobs.T
+        return tokens, (logprobs.T if with_logprobs else None)
 
     def loop_body(carry):
         t, state, history, done, logprobs = carry
@@ -215,4 +234,4 @@ def decode(
     logprobs = jnp.zeros((batch, max_len), jnp.float32)
     init = (jnp.int32(0), state, history, done, logprobs)
     _, _, tokens, _, logprobs = lax.while_loop(running, loop_body, init)
-    return tokens, logprobs
+    return tokens, (logprobs if with_logprobs else None)

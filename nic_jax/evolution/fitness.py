@@ -10,7 +10,8 @@ better); `make_fitness` binds the decoder and the reward, leaving the
 
 `batch` holds the features (`fc`, and `att`/`att_mask` for attention models),
 each (B, ...), and `index` (B,): the images' rows in the split the reward was
-built on. Scales differ, as in the original:
+built on. Functions of the tokens alone decode from the logits (no log-softmax,
+`decode(with_logprobs=False)`). Scales differ, as in the original:
 
 * `greedy`, `sample`, `self_critical`: 100 x the mean reward over the B images
   (CIDEr-D x 100: roughly 0..1000, ~100 for a good COCO model; `self_critical`
@@ -38,8 +39,16 @@ def _feats(batch) -> dict:
     return {k: batch[k] for k in FEATURE_KEYS if k in batch}
 
 
-def _captions(decoder, params, batch, key, method, max_len):
-    return decode(decoder, params, _feats(batch), key, method=method, max_len=max_len)
+def _captions(decoder, params, batch, key, method, max_len, with_logprobs=False):
+    return decode(
+        decoder,
+        params,
+        _feats(batch),
+        key,
+        method=method,
+        max_len=max_len,
+        with_logprobs=with_logprobs,
+    )
 
 
 def greedy(decoder, reward, params, key, batch, max_len=16):
@@ -68,7 +77,7 @@ def self_critical(decoder, reward, params, key, batch, max_len=16):
 def _probability_weighted(weight_fn, decoder, reward, params, key, batch, max_len=16):
     """sum_{b,t} mask * weight_fn(p_bt) * reward_b / sum mask, greedy captions."""
     del key
-    tokens, logprobs = _captions(decoder, params, batch, None, "greedy", max_len)
+    tokens, logprobs = _captions(decoder, params, batch, None, "greedy", max_len, True)
     rewards = reward(tokens, batch["index"])
     mask = policy_mask(tokens)
     weighted = weight_fn(jnp.exp(logprobs)) * rewards[:, None]

@@ -259,6 +259,10 @@ class LowRankDecoder:
         """See `functional.Decoder.step`."""
         return self._module(params).step(ctx, state, token, key)
 
+    def step_logits(self, params, ctx, state, token, key=None):
+        """See `functional.Decoder.step_logits`."""
+        return self._module(params).step_logits(ctx, state, token, key)
+
 
 class LowRankNES(NES):
     """`nes.NES` with rank-`rank` matrix noise: `fitness_fn(LowRankParams, key)`.

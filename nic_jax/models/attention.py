@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nic_jax.errors import InputError
-from nic_jax.models.layers import dropout, hidden_sizes, torch_linear
+from nic_jax.models.layers import StepLogits, dropout, hidden_sizes, torch_linear
 
 
 def split_key(key: jax.Array | None, num: int) -> tuple:
@@ -68,7 +68,7 @@ class Attention(nnx.Module):
         return (weights[..., None, :] @ att_feats)[..., 0, :]
 
 
-class AttModel(nnx.Module):
+class AttModel(StepLogits, nnx.Module):
     """Embeddings, region encoder and output layer shared by the attention decoders.
 
     Subclasses set `self.core`, a module called as
@@ -130,10 +130,10 @@ class AttModel(nnx.Module):
         zeros = jnp.zeros(att.shape[:-2] + (self.num_layers, self.rnn_size), att.dtype)
         return zeros, zeros
 
-    def step(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
-        """token (...,) int -> (log-probs (..., V + 1), new state)."""
+    def step_logits(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
+        """token (...,) int -> (logits (..., V + 1), new state)."""
         embed_key, out_key = split_key(key, 2)
         xt = self._embed_relu_dropout(self.embed, token, embed_key)
         output, state = self.core(xt, ctx, state)
         output = dropout(output, self.drop_prob_lm, out_key)
-        return jax.nn.log_softmax(self.logit(output), axis=-1), state
+        return self.logit(output), state

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nic_jax.models.layers import (
+    StepLogits,
     dropout,
     hidden_sizes,
     torch_linear,
@@ -39,7 +40,7 @@ class LSTMCore(nnx.Module):
         return next_h, (next_h, next_c)
 
 
-class FCModel(nnx.Module):
+class FCModel(StepLogits, nnx.Module):
     """Decoder with the three-method interface every decoder here implements.
 
     `encode(feats)` runs once per image; `init_state(ctx)` gives the state before the
@@ -70,9 +71,9 @@ class FCModel(nnx.Module):
         _, state = self.core(img, (zeros, zeros))
         return state
 
-    def step(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
-        """token (...,) int -> (log-probs (..., V + 1), new state)."""
+    def step_logits(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
+        """token (...,) int -> (logits (..., V + 1), new state)."""
         del ctx  # the image entered through the state at t=0
         output, state = self.core(self.embed(token), state)
         output = dropout(output, self.drop_prob_lm, key)
-        return jax.nn.log_softmax(self.logit(output), axis=-1), state
+        return self.logit(output), state

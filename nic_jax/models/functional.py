@@ -38,6 +38,10 @@ class Decoder:
         """One decode step: (log-probs (..., V + 1), new state)."""
         return self._module(params).step(ctx, state, token, key)
 
+    def step_logits(self, params, ctx, state, token, key=None):
+        """`step` before the log-softmax: (logits (..., V + 1), new state)."""
+        return self._module(params).step_logits(ctx, state, token, key)
+
 
 def _make(model_config, vocab_size: int, key):
     cls = get_model_class(model_config.name)

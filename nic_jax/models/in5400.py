@@ -35,7 +35,7 @@ from flax import nnx
 
 from nic_jax.errors import InputError
 from nic_jax.models import cells
-from nic_jax.models.layers import dropout, hidden_sizes, torch_linear
+from nic_jax.models.layers import StepLogits, dropout, hidden_sizes, torch_linear
 
 INPUT_DROPOUT = 0.25
 ATT_DROPOUT = 0.25
@@ -117,7 +117,7 @@ def _embedding(vocab_size: int, features: int, rngs: nnx.Rngs) -> nnx.Embed:
     return nnx.Embed(vocab_size + 1, features, embedding_init=init, rngs=rngs)
 
 
-class IN5400Decoder(nnx.Module):
+class IN5400Decoder(StepLogits, nnx.Module):
     """Tasks 1-3: the processed fc feature joins the word embedding at every step.
 
     `encode(feats, key=None)` -> {'img': (B, M)}; `init_state` -> zeros (B, L, S);
@@ -146,13 +146,13 @@ class IN5400Decoder(nnx.Module):
         img = ctx["img"]
         return self.rnn.zeros(img.shape[:-1], img.dtype)
 
-    def step(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
-        """token (...,) int -> (log-probs (..., V + 1), new state)."""
+    def step_logits(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
+        """token (...,) int -> (logits (..., V + 1), new state)."""
         del key  # the handout has no dropout inside the recurrence
         words = self.embed(token)
         img = jnp.broadcast_to(ctx["img"], words.shape[:-1] + ctx["img"].shape[-1:])
         top, state = self.rnn(jnp.concatenate([words, img], -1), state)
-        return jax.nn.log_softmax(self.output_layer(top), axis=-1), state
+        return self.output_layer(top), state
 
 
 class IN5400RNN(IN5400Decoder):
@@ -181,7 +181,7 @@ def _masked_max(regions: jax.Array, att_mask: jax.Array | None) -> jax.Array:
     return jnp.where(att_mask[..., None] > 0, regions, -jnp.inf).max(-2)
 
 
-class IN5400Attention(nnx.Module):
+class IN5400Attention(StepLogits, nnx.Module):
     """Task 4: a two-layer LSTM attending over K processed regions.
 
     `encode(feats, key=None)`: feats['att'] (B, K, D) (and optional 'att_mask'
@@ -234,8 +234,8 @@ class IN5400Attention(nnx.Module):
             weights = weights / weights.sum(-1, keepdims=True)
         return weights
 
-    def step(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
-        """token (...,) int -> (log-probs (..., V + 1), new state (..., 2, 2H))."""
+    def step_logits(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
+        """token (...,) int -> (logits (..., V + 1), new state (..., 2, 2H))."""
         words = self.embed(token)
         pooled = jnp.broadcast_to(
             ctx["pooled"], words.shape[:-1] + ctx["pooled"].shape[-1:]
@@ -245,5 +245,4 @@ class IN5400Attention(nnx.Module):
         weights = self.attention_weights(hc0, ctx.get("att_mask"), key)
         attended = jnp.einsum("...k,...km->...m", weights, ctx["regions"])
         top, state1 = self.lstm1(jnp.concatenate([h0, attended], -1), state[..., 1:, :])
-        logprobs = jax.nn.log_softmax(self.output_layer(top), axis=-1)
-        return logprobs, jnp.concatenate([state0, state1], axis=-2)
+        return self.output_layer(top), jnp.concatenate([state0, state1], axis=-2)

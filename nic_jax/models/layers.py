@@ -84,3 +84,15 @@ def pad_units(x: jax.Array, width: int) -> jax.Array:
     if x.shape[-1] == width:
         return x
     return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - x.shape[-1])])
+
+
+class StepLogits:
+    """Mixin of every decoder module: `step` is the log-softmax of the module's
+    `step_logits(ctx, state, token, key) -> (logits (..., V + 1), new state)`.
+    Greedy decoding without log-probs reads the logits alone (the same argmax
+    without the log-softmax's exp over the vocabulary, `decoding.decode`)."""
+
+    def step(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
+        """token (...,) int -> (log-probs (..., V + 1), new state)."""
+        logits, state = self.step_logits(ctx, state, token, key)
+        return jax.nn.log_softmax(logits, axis=-1), state

@@ -15,6 +15,7 @@ from flax import nnx
 
 from nic_jax.models.attention import split_key
 from nic_jax.models.layers import (
+    StepLogits,
     dropout,
     hidden_sizes,
     pad_units,
@@ -102,7 +103,7 @@ class TorchLSTM(nnx.Module):
         return x, (jnp.stack(hs, -2), jnp.stack(cs, -2))
 
 
-class ShowTellModel(nnx.Module):
+class ShowTellModel(StepLogits, nnx.Module):
     """ShowTell: `img_embed`, `core` (nn.LSTM, no biases), `embed`, `logit`.
 
     Init as upstream `init_weights`: embed and logit weights U(-0.1, 0.1), logit
@@ -134,10 +135,10 @@ class ShowTellModel(nnx.Module):
         """The state after the image step, before BOS."""
         return ctx["img_state"]
 
-    def step(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
-        """token (...,) int -> (log-probs (..., V + 1), new state)."""
+    def step_logits(self, ctx: dict, state, token: jax.Array, key: jax.Array | None):
+        """token (...,) int -> (logits (..., V + 1), new state)."""
         del ctx  # the image entered through the state at t=0
         core_key, out_key = split_key(key, 2)
         output, state = self.core(self.embed(token), state, core_key)
         output = dropout(output, self.drop_prob_lm, out_key)
-        return jax.nn.log_softmax(self.logit(output), axis=-1), state
+        return self.logit(output), state

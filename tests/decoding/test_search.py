@@ -201,3 +201,41 @@ def test_first_argmax_is_argmax_with_ties_and_infinities():
     np.testing.assert_array_equal(got[:10], np.argmax(x[:10], -1))
     np.testing.assert_array_equal(got[11:], np.argmax(x[11:], -1))
     assert got[10] == 36  # no maximum: a valid index, not out of range
+
+
+def test_first_argmax_beyond_exact_float_indices_is_argmax(monkeypatch):
+    from nic_jax.decoding import search
+
+    monkeypatch.setattr(search, "_EXACT_FLOAT_INDEX", 16)
+    x = np.random.default_rng(1).normal(size=(7, 37)).astype(np.float32)
+    np.testing.assert_array_equal(first_argmax(jnp.asarray(x)), np.argmax(x, -1))
+
+
+def test_decoding_from_logits_picks_the_tokens_of_the_log_probs():
+    """Greedy and sampled (same key) tokens without the log-softmax, with early
+    stop and the full loop, also under a constraint; no log-probs returned."""
+    decoder, params, feats = _setup(bias_eos=0.5)
+    options = DecodeOptions(bad_endings=(2,), suppress_unk=True)
+    for method, key in (("greedy", None), ("sample", jax.random.key(3))):
+        for early_stop in (True, False):
+            run = lambda with_logprobs: decode(
+                decoder,
+                params,
+                feats,
+                key,
+                method,
+                max_len=9,
+                options=options,
+                early_stop=early_stop,
+                with_logprobs=with_logprobs,
+            )
+            tokens, logprobs = run(True)
+            from_logits, nothing = run(False)
+            np.testing.assert_array_equal(from_logits, tokens)
+            assert nothing is None and logprobs.shape == tokens.shape
+    ctx = decoder.encode(params, feats)
+    state = decoder.init_state(params, ctx)
+    bos = jnp.zeros(5, jnp.int32)
+    logits, _ = decoder.step_logits(params, ctx, state, bos)
+    logprobs, _ = decoder.step(params, ctx, state, bos)
+    np.testing.assert_allclose(jax.nn.log_softmax(logits), logprobs, atol=1e-6)
