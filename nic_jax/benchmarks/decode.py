@@ -96,7 +96,9 @@ def bench_model(name: str, quick: bool, beam_size: int) -> dict:
     rng = np.random.default_rng(0)
     feats = workload.feature_batch(rng, batch, feat_dim, 36 if decoder.uses_att else 0)
     feats = jax.device_put(feats)
-    greedy = jax.jit(lambda p, f: decode(decoder, p, f, None, "greedy")[0])
+    greedy = jax.jit(
+        lambda p, f: decode(decoder, p, f, None, "greedy", with_logprobs=False)[0]
+    )
     beam = jax.jit(lambda p, f: beam_search(decoder, p, f, beam_size)[0])
     sides = {
         "greedy": (greedy, host_loop_greedy(decoder)),

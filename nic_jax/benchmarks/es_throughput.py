@@ -22,7 +22,9 @@ own df table.
   times), turn the tokens into strings and score them with pycocoevalcap's
   `Cider` on the host. The decode is this package's own jit-compiled greedy
   decoder on the explicit params (compiled before timing), so the baseline is
-  not slowed by a slower framework; `--baseline_members` members are timed and
+  not slowed by a slower framework; it takes the max of the log-softmax as
+  es-img-captioning's policy does (the engine's greedy fitness reads the
+  logits, `decode(with_logprobs=False)`); `--baseline_members` members are timed and
   their mean rate reported, with its parts (`baseline_seconds`).
 * PyTorch baseline (`torch_baseline_offspring_per_s`, `torch_ratio`; when torch
   is installed): the same loop in es-img-captioning's framework
@@ -124,6 +126,7 @@ def per_member_baseline(work: es_workload.Workload, num_members: int) -> dict:
     theta = np.asarray(theta)
     feats, refs = _duplicated_rows(work)
     greedy = jax.jit(
+        # with log-probs: es-img-captioning's policy takes the max of log_softmax
         lambda params, f: decode(work.decoder, params, f, None, "greedy")[0]
     )
     rng = np.random.default_rng(0)

@@ -62,7 +62,15 @@ def decode_options(eval_config, ix_to_word: dict) -> tuple[int, DecodeOptions]:
 def _decode_tokens(decoder, params, feats, max_len, beam_size, options):
     """(B, max_len) word ids of the best caption of each image."""
     if beam_size == 1:
-        return decode(decoder, params, feats, max_len=max_len, options=options)[0]
+        tokens, _ = decode(
+            decoder,
+            params,
+            feats,
+            max_len=max_len,
+            options=options,
+            with_logprobs=False,
+        )
+        return tokens
     return beam_search(decoder, params, feats, beam_size, max_len, options)[0]
 
 

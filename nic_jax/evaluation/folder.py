@@ -61,7 +61,15 @@ def references_by_file(data_config) -> dict:
 def _caption_tokens(decoder, params, feats, max_len, beam_size, options):
     """(B, max_len) word ids: greedy when beam_size is 1, else the best beam."""
     if beam_size == 1:
-        return decode(decoder, params, feats, max_len=max_len, options=options)[0]
+        tokens, _ = decode(
+            decoder,
+            params,
+            feats,
+            max_len=max_len,
+            options=options,
+            with_logprobs=False,
+        )
+        return tokens
     return beam_search(decoder, params, feats, beam_size, max_len, options)[0]
 
 

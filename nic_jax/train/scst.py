@@ -99,7 +99,9 @@ def mean_baseline(sample_rewards):
 def greedy_baseline(decoder, params, feats, reward, rows, max_len: int):
     """(B, 1) reward of each image's greedy caption, decoded in eval mode."""
     fixed = lax.stop_gradient(params)
-    tokens, _ = decode(decoder, fixed, feats, method="greedy", max_len=max_len)
+    tokens, _ = decode(
+        decoder, fixed, feats, method="greedy", max_len=max_len, with_logprobs=False
+    )
     return reward(tokens, rows)[:, None]
 
 
