@@ -59,7 +59,7 @@ def decode_options(eval_config, ix_to_word: dict) -> tuple[int, DecodeOptions]:
 @functools.partial(
     jax.jit, static_argnames=("decoder", "max_len", "beam_size", "options")
 )
-def _decode_tokens(decoder, params, feats, max_len, beam_size, options):
+def decode_tokens(decoder, params, feats, max_len, beam_size, options):
     """(B, max_len) word ids of the best caption of each image."""
     if beam_size == 1:
         tokens, _ = decode(
@@ -98,7 +98,7 @@ def decode_split(
     ):
         feats = {k: v for k, v in batch.items() if k in ("fc", "att", "att_mask")}
         tokens = np.asarray(
-            _decode_tokens(decoder, params, feats, max_len, beam_size, options)
+            decode_tokens(decoder, params, feats, max_len, beam_size, options)
         )
         for row, toks in zip(batch["index"][:n_valid], tokens[:n_valid]):
             captions[int(split.image_ids[row])] = tokens_to_text(ix_to_word, toks)

@@ -7,19 +7,16 @@ captions go to `vis/vis.json` and a `vis/index.html` page, with the dataset's
 reference captions beside images that the run's Karpathy json lists.
 """
 
-import functools
 import os
 
-import jax
 import numpy as np
 from absl import logging
 
 from nic_jax.data import karpathy
 from nic_jax.data.dataset import data_files
-from nic_jax.decoding import beam_search, decode
 from nic_jax.encoders import build_encoder, iter_features, list_images, load_weights
 from nic_jax.errors import InputError
-from nic_jax.evaluation.captioning import decode_options, tokens_to_text
+from nic_jax.evaluation.captioning import decode_options, decode_tokens, tokens_to_text
 from nic_jax.evaluation.restore import load_workdir_model
 from nic_jax.evaluation.vis_page import write_vis
 
@@ -55,24 +52,6 @@ def references_by_file(data_config) -> dict:
     return refs
 
 
-@functools.partial(
-    jax.jit, static_argnames=("decoder", "max_len", "beam_size", "options")
-)
-def _caption_tokens(decoder, params, feats, max_len, beam_size, options):
-    """(B, max_len) word ids: greedy when beam_size is 1, else the best beam."""
-    if beam_size == 1:
-        tokens, _ = decode(
-            decoder,
-            params,
-            feats,
-            max_len=max_len,
-            options=options,
-            with_logprobs=False,
-        )
-        return tokens
-    return beam_search(decoder, params, feats, beam_size, max_len, options)[0]
-
-
 def _features(restored, encoder, paths, encoder_args: dict) -> dict:
     """{'fc': (N, 2048), 'att': (N, K, 2048) for attention decoders} of the images."""
     params = load_weights(encoder_args["weights"], encoder.name, encoder.variant)
@@ -103,7 +82,7 @@ def _decode_all(restored, feats: dict, beam_size, batch_size: int) -> list[str]:
         chunk = {
             k: np.pad(v, [(0, pad)] + [(0, 0)] * (v.ndim - 1)) for k, v in chunk.items()
         }
-        tokens = _caption_tokens(
+        tokens = decode_tokens(
             restored.decoder, restored.params, chunk, max_len, beam, options
         )
         rows = np.asarray(tokens)[: batch_size - pad]
