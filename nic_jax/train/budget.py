@@ -72,6 +72,7 @@ class TrainClock:
         self._elapsed = float(resumed.get(ELAPSED, 0.0))
         self._compile = float(resumed.get(COMPILE, 0.0))
         self._since, self._first_span = None, 0
+        self._lap = None  # `metrics` at the end of the last step
         self._next_eval = self._next_multiple(self._elapsed)
 
     @classmethod
@@ -111,15 +112,26 @@ class TrainClock:
         if self.enabled:
             jax.block_until_ready(state)
             self.decoded += int(captions)
+            self._lap = self.metrics()
+
+    def lap(self) -> dict:
+        """`metrics` as of the end of the last step (now, before any step): what
+        `exceeded` and `eval_due` judge and the step's log line reports, so the
+        bookkeeping after a step cannot log a time past the budget that step
+        was judged within."""
+        return self.metrics() if self._lap is None else self._lap
+
+    def _lap_elapsed(self) -> float:
+        return self.lap().get(ELAPSED, 0.0)
 
     def exceeded(self) -> bool:
-        return self.enabled and self.elapsed() >= self.train_s
+        return self.enabled and self._lap_elapsed() >= self.train_s
 
     def eval_due(self) -> bool:
         """A timed validation is due (then the next one is one interval later)."""
-        if not self.enabled or self.elapsed() < self._next_eval:
+        if not self.enabled or self._lap_elapsed() < self._next_eval:
             return False
-        self._next_eval = self._next_multiple(self.elapsed())
+        self._next_eval = self._next_multiple(self._lap_elapsed())
         return True
 
     @contextlib.contextmanager

@@ -463,7 +463,7 @@ def fit(
         if saving or done % cfg.log.every_steps == 0 or last:  # never log/save a NaN
             _stop_if_non_finite(run, history, state.params, done, loss_key)
         if done % cfg.log.every_steps == 0 or last or (validating and clock.enabled):
-            extras = extras_fn(step) | clock.metrics()
+            extras = extras_fn(step) | clock.lap()
             _log_train(writer, done, history, extras, loss_key)
             history = []
         with clock.stopped(state):
