@@ -187,6 +187,10 @@ def _es(tiny: bool) -> ConfigDict:
         dict(
             num_steps=20 if tiny else 60,  # generations
             batch_size=8 if tiny else 50,  # unique images per generation
+            # True: every member scores the generation's batch; False: each
+            # antithetic pair (GA: each child) draws its own batch of batch_size
+            # from the train split, whose features then sit on the device
+            single_batch=True,
             fitness="greedy",  # see nic_jax/evolution/fitness.py
             sigma=0.002,  # mutation stdev
             # NES

@@ -26,6 +26,7 @@ built on. Functions of the tokens alone decode from the logits (no log-softmax,
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 
 from nic_jax.decoding import decode
@@ -129,3 +130,30 @@ def make_fitness(name: str, decoder, reward, max_len: int = 16):
     `jax.vmap(fitness_fn, in_axes=(0, 0, None))`.
     """
     return functools.partial(get_fitness(name), decoder, reward, max_len=max_len)
+
+
+def pair_batch_rows(key, num_images: int, batch_size: int) -> jax.Array:
+    """(batch_size,) distinct rows of a split of `num_images`, drawn from a
+    member's fitness key (one key per antithetic pair: both signs score the same
+    images)."""
+    return jax.random.choice(key, num_images, (batch_size,), replace=False)
+
+
+def on_own_batches(fitness_fn, table: dict):
+    """es-img-captioning's `single_batch: false`: `fitness_fn(params, key, batch)`
+    scored on a batch each antithetic pair draws from the whole split.
+
+    table: the split's features on the device (`fc`, ...; leading dim the number
+    of images). The returned function reads only the batch size from `batch`
+    (its `index`), draws that many rows with `pair_batch_rows` from the member's
+    key and scores the pair on those images (their `index` for the reward).
+    """
+
+    def fitness_on_own_batch(params, key, batch):
+        rows_key, key = jax.random.split(key)
+        num_images = jax.tree.leaves(table)[0].shape[0]
+        rows = pair_batch_rows(rows_key, num_images, batch["index"].shape[0])
+        own = {k: v[rows] for k, v in table.items()}
+        return fitness_fn(params, key, dict(own, index=rows))
+
+    return fitness_on_own_batch

@@ -167,11 +167,15 @@ def generation(
     reward,
     source,
     arch_masks=None,
+    table=None,
 ):
     """One generation; pure. Returns (state, metrics, improved or None).
 
     arch_masks (K, N): the GA's width-bucket masks (`train/architecture.py`):
-    each child's noise is masked to its parent's bucket."""
+    each child's noise is masked to its parent's bucket.
+    table: the train split's features (`train_table`) when every antithetic pair
+    draws its own batch (`es.single_batch=False`; `batch` then sets the size and
+    feeds the safe-mutation sensitivity); None: every member scores `batch`."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     ask_key, fitness_key, after_key = jax.random.split(key, 3)
     params = strategy.params(state.strategy)
@@ -180,6 +184,8 @@ def generation(
         scale = mutation.mutation_scale(state.strategy.parents, arch_masks, scale)
     population, strategy_state = strategy.ask(ask_key, state.strategy, scale)
     fitness_fn = fitness.make_fitness(fitness_name, decoder, reward, max_len)
+    if table is not None:
+        fitness_fn = fitness.on_own_batches(fitness_fn, table)
     fitness_values = strategy.evaluate(
         functools.partial(fitness_fn, batch=batch), population, fitness_key, source
     )
@@ -210,6 +216,11 @@ class EvolutionLoop:
         self.arch_masks = None
         if arch is not None:
             self.arch_masks = parallel.replicate(arch.buckets.masks, replicated)
+        self.table = None
+        if not config.es.get("single_batch", True):
+            self.table = parallel.replicate(
+                train_table(run.train, run.decoder.uses_att), replicated
+            )
         self.anneal_config = anneal_config(config.es)
         scale_fn = mutation_scale_fn(config.es, run.decoder, strategy.num_params)
         one_generation = functools.partial(
@@ -252,7 +263,12 @@ class EvolutionLoop:
         """`fit`'s step_fn: one generation, then annealing for the next."""
         del position, step  # the state carries both
         state, metrics, improved = self.generation(
-            state, self.batch(state), self.reward, self.source, self.arch_masks
+            state,
+            self.batch(state),
+            self.reward,
+            self.source,
+            self.arch_masks,
+            self.table,
         )
         if improved is None:  # NES: the last validation, if one ran
             flag = int(state.validation_improved)
@@ -273,6 +289,28 @@ class EvolutionLoop:
             metrics |= {f"es/{k}": v for k, v in widths.items()}
         state = state.replace(anneal=anneal_state, strategy=strategy_state)
         return state, metrics
+
+
+TABLE_LIMIT_BYTES = 8 * 2**30
+
+
+def train_table(split, need_att: bool) -> dict:
+    """The split's features for `es.single_batch=False` (every pair draws its own
+    batch on the device); refuses more than `TABLE_LIMIT_BYTES` with a clear error
+    (attention features of a large split)."""
+    rows = np.arange(len(split.image_ids))
+    size = split.fc.nbytes
+    if need_att:  # measured on the first image, before reading them all
+        first = gather_features(split, rows[:1], need_att)
+        size += len(rows) * sum(first[k].nbytes for k in first if k != "fc")
+    if size > TABLE_LIMIT_BYTES:
+        raise InputError(
+            f"config es.single_batch=False puts the train split's features on the "
+            f"device: {size / 2**30:.1f} GiB for {len(rows)} images, more than "
+            f"{TABLE_LIMIT_BYTES / 2**30:.0f} GiB; use es.single_batch=True (one "
+            "batch for all pairs) or a model without region features"
+        )
+    return gather_features(split, rows, need_att)
 
 
 def check_budget(es_config) -> None:
