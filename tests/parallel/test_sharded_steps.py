@@ -147,12 +147,16 @@ def _generation(config, dataset, decoder, tmp_path, mesh, trainer_module):
     return jax.device_get((state, metrics))
 
 
-@pytest.mark.parametrize("trainer", ["nes", "es"])
-def test_generation_sharded_equals_unsharded(tiny, tmp_path, trainer):
+@pytest.mark.parametrize(
+    "trainer, single_batch", [("nes", True), ("es", True), ("nes", False)]
+)
+def test_generation_sharded_equals_unsharded(tiny, tmp_path, trainer, single_batch):
     """P = 10 members padded to 12 over 4 devices (3 each); NES builds its update
-    both from per-device partial sums (psum) and on every device (replicated)."""
+    both from per-device partial sums (psum) and on every device (replicated);
+    with pair batches (`es.single_batch=False`) every device holds the split."""
     _, dataset, decoder = tiny
     config = _evolution_config(trainer, 10)
+    config.es.single_batch = single_batch
     module = {"nes": nes, "es": es}[trainer]
     four = parallel.make_mesh(config.mesh, parallel.POPULATION)
     assert four.shape[parallel.POPULATION] == 4
@@ -161,7 +165,8 @@ def test_generation_sharded_equals_unsharded(tiny, tmp_path, trainer):
     )
     state, metrics = single
     assert state.step == 1 and metrics["es/fitness_std"] > 0  # members differ
-    for nes_gradient in ["psum", "replicated"] if trainer == "nes" else ["psum"]:
+    both = trainer == "nes" and single_batch
+    for nes_gradient in ["psum", "replicated"] if both else ["psum"]:
         config.mesh.nes_gradient = nes_gradient
         workdir = tmp_path / nes_gradient
         sharded = _generation(config, dataset, decoder, workdir, four, module)
