@@ -78,7 +78,9 @@ def self_critical(decoder, reward, params, key, batch, max_len=16):
 def _probability_weighted(weight_fn, decoder, reward, params, key, batch, max_len=16):
     """sum_{b,t} mask * weight_fn(p_bt) * reward_b / sum mask, greedy captions."""
     del key
-    tokens, logprobs = _captions(decoder, params, batch, None, "greedy", max_len, True)
+    tokens, logprobs = _captions(
+        decoder, params, batch, None, "greedy", max_len, with_logprobs=True
+    )
     rewards = reward(tokens, batch["index"])
     mask = policy_mask(tokens)
     weighted = weight_fn(jnp.exp(logprobs)) * rewards[:, None]
@@ -133,10 +135,21 @@ def make_fitness(name: str, decoder, reward, max_len: int = 16):
 
 
 def pair_batch_rows(key, num_images: int, batch_size: int) -> jax.Array:
-    """(batch_size,) distinct rows of a split of `num_images`, drawn from a
-    member's fitness key (one key per antithetic pair: both signs score the same
-    images)."""
-    return jax.random.choice(key, num_images, (batch_size,), replace=False)
+    """(batch_size,) distinct rows of a split of `num_images` (a uniform random
+    subset), drawn from a member's fitness key (one key per antithetic pair: both
+    signs score the same images).
+
+    Floyd's algorithm: batch_size draws and a batch_size-long membership test
+    each, where `jax.random.choice(replace=False)` shuffles the whole split
+    (54 ms a member at COCO's 113k images against 0.04 ms)."""
+
+    def draw(i, rows):
+        top = num_images - batch_size + i  # draw from 0..top
+        pick = jax.random.randint(jax.random.fold_in(key, i), (), 0, top + 1)
+        return rows.at[i].set(jnp.where(jnp.any(rows == pick), top, pick))
+
+    empty = jnp.full((batch_size,), -1, jnp.int32)
+    return jax.lax.fori_loop(0, batch_size, draw, empty)
 
 
 def on_own_batches(fitness_fn, table: dict):
