@@ -330,11 +330,14 @@ class Run:
             metrics,
         )
 
-    def validate(self, state: TrainState, writer, step: int, extra_fn=None):
+    def validate(
+        self, state: TrainState, writer, step: int, extra_fn=None, scored_fn=None
+    ):
         """Scores the validation split, keeps the best score and saves.
 
-        extra_fn(params) -> {name: value} adds scores (e.g. on-device CIDEr-D).
-        Returns (state, scores).
+        extra_fn(params) -> {name: value} adds scores (e.g. on-device CIDEr-D);
+        scored_fn(state, scores) -> state updates the state before it is saved
+        (so that a resume sees it). Returns (state, scores).
         """
         cfg = self.config
         split = self.dataset.splits[cfg.evals.split]
@@ -353,6 +356,8 @@ class Run:
             extra = {f"{split.name}/{k}": v for k, v in extra_fn(params).items()}
             logging.info("%s: %s", split.name, extra)
             scores.update(extra)
+        if scored_fn is not None:
+            state = scored_fn(state, scores)
         best = max(float(state.best_score), scores[self.best_key])
         state = state.replace(best_score=jnp.float32(best))
         writer.write(step, scores)

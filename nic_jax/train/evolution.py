@@ -353,11 +353,14 @@ def make_validate(run, reward):
     the best score improved (NES's patience rule)."""
     extra_fn = ciderd_scores_fn(run, reward, run.config.evals.num_images)
 
+    def record_improvement(state: EvoState, scores: dict) -> EvoState:
+        better = scores[run.best_key] > float(state.best_score)
+        return state.replace(validation_improved=jnp.asarray(int(better), jnp.int32))
+
     def validate(state: EvoState, writer, step: int):
-        before = float(state.best_score)
-        state, scores = run.validate(state, writer, step, extra_fn)
-        improved = jnp.asarray(int(scores[run.best_key] > before), jnp.int32)
-        return state.replace(validation_improved=improved), scores
+        # the flag is saved with the checkpoint: a resume reads it as the
+        # uninterrupted run does
+        return run.validate(state, writer, step, extra_fn, record_improvement)
 
     return validate
 
@@ -398,7 +401,7 @@ def train(config, workdir: str, build_strategy, make_params, after_tell_fn) -> d
     state = common.restore_or_make(
         run, lambda cfg: new_state(cfg, dataset, strategy, make_params, arch)
     )
-    state = rollback.scale_restored_sigma(state, workdir, restored_step)
+    state = rollback.scale_restored_sigma(state, config, restored_step)
     source = noise_source(config.es, config.seed)
     after_tell = after_tell_fn(run, strategy, val_reward)
     loop = EvolutionLoop(run, strategy, reward, source, after_tell, arch)

@@ -11,9 +11,11 @@ restart, so a killed run resumes with the same smaller step sizes and ends where
 the uninterrupted one ends: the learning rates are the config's times every
 recorded factor (they only act on steps after the restart); sigma lives in the
 checkpoint, so a checkpoint written before a rollback (its step <= the rollback's
-`restart_step`) gets that rollback's factor when restored. The steps between the
-restart and the failure are discarded with their metric lines (the metric writer
-rewinds to the restored step), as after any resume.
+`restart_step`) gets that rollback's factor when restored. The trainer reads the
+records from its config (`numerics.rollbacks`, set by `scaled_config` from the
+records this process holds), never from the file another process writes. The
+steps between the restart and the failure are discarded with their metric lines
+(the metric writer rewinds to the restored step), as after any resume.
 """
 
 import json
@@ -52,37 +54,46 @@ def _write(workdir: str, records: list) -> None:
 
 
 def _settings(config):
-    """(max_rollbacks, factor) of `config.numerics` ((0, 1) when it has none)."""
+    """(max_rollbacks, factor) of `config.numerics` ((0, 0.5) when it has none)."""
     group = config.get("numerics") or {}
     return group.get("max_rollbacks", 0), group.get("rollback_factor", 0.5)
 
 
 def scaled_config(config, records: list):
-    """`config` with its step sizes (those it has) times every recorded factor."""
-    factor = math.prod(r["factor"] for r in records)
-    if factor == 1.0:
+    """`config` with its step sizes (those it has) times every recorded factor,
+    and the records as `numerics.rollbacks` ((restart_step, factor) pairs, for
+    `scale_restored_sigma`)."""
+    if not records:
         return config
+    factor = math.prod(r["factor"] for r in records)
     config = config.copy_and_resolve_references()
     for dotted in _SCALED:
         section, name = dotted.split(".")
         if section in config and name in config[section]:
             config[section][name] = config[section][name] * factor
+    with config.unlocked():
+        if "numerics" not in config:
+            config.numerics = {}
+        config.numerics.rollbacks = [[r["restart_step"], r["factor"]] for r in records]
     return config
 
 
-def restored_sigma_factor(records: list, restored_step: int) -> float:
+def restored_sigma_factor(rollbacks, restored_step: int) -> float:
     """The factor for sigma in a checkpoint of `restored_step`: the product of the
-    rollbacks that restarted from it or from an earlier step (the checkpoint was
-    written before them, so its sigma lacks their factor)."""
-    return math.prod(r["factor"] for r in records if r["restart_step"] >= restored_step)
+    rollbacks ((restart_step, factor) pairs) that restarted from it or from an
+    earlier step (the checkpoint was written before them, so its sigma lacks
+    their factor)."""
+    return math.prod(f for restart, f in rollbacks if restart >= restored_step)
 
 
-def scale_restored_sigma(state, workdir: str, restored_step):
+def scale_restored_sigma(state, config, restored_step):
     """An evolution state restored from `restored_step` (None: made afresh, from
-    the scaled config) with the sigma of `restored_sigma_factor`."""
+    the scaled config) with the sigma of `restored_sigma_factor` of the config's
+    `numerics.rollbacks`."""
     if restored_step is None:
         return state
-    factor = restored_sigma_factor(load(workdir), restored_step)
+    rollbacks = (config.get("numerics") or {}).get("rollbacks", [])
+    factor = restored_sigma_factor(rollbacks, restored_step)
     if factor == 1.0:
         return state
     logging.info("sigma x %g: rollbacks after step %d", factor, restored_step)
@@ -98,13 +109,15 @@ def _record(config, workdir: str, records: list, error) -> list:
     max_rollbacks, factor = _settings(config)
     if len(records) >= max_rollbacks:
         if records:
+            total = math.prod(r["factor"] for r in records)
             raise numerics.NonFiniteError(
-                f"{error} (after {len(records)} rollback(s) with step sizes x "
-                f"{factor}: numerics.max_rollbacks={max_rollbacks})"
+                f"{error} (after {len(records)} rollback(s), step sizes x {total:g}: "
+                f"numerics.max_rollbacks={max_rollbacks})",
+                error.step,
             ) from error
         raise error
     steps = checkpoint.complete_steps(checkpoint.checkpoint_dir(workdir))
-    restart = steps[-1] if steps else NO_CHECKPOINT
+    restart = _same_on_every_process(steps[-1] if steps else NO_CHECKPOINT)
     record = dict(
         step=error.step, restart_step=restart, factor=factor, error=str(error)
     )
@@ -119,6 +132,15 @@ def _record(config, workdir: str, records: list, error) -> list:
     records = [*records, record]
     _write(workdir, records)
     return records
+
+
+def _same_on_every_process(step: int) -> int:
+    """Process 0's value (each process lists the checkpoints itself)."""
+    if jax.process_count() == 1:
+        return step
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(step)))
 
 
 def with_rollbacks(trainer):

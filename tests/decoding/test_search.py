@@ -1,5 +1,7 @@
 """Greedy and sampled decoding: a step loop's result, rows end at EOS, one compile."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -206,8 +208,11 @@ def test_first_argmax_is_argmax_with_ties_and_infinities():
 def test_first_argmax_beyond_exact_float_indices_is_argmax(monkeypatch):
     from nic_jax.decoding import search
 
-    monkeypatch.setattr(search, "_EXACT_FLOAT_INDEX", 16)
     x = np.random.default_rng(1).normal(size=(7, 37)).astype(np.float32)
+    traced = lambda: str(jax.make_jaxpr(lambda v: first_argmax(v))(x))  # uncached
+    assert "argmax" not in traced()  # two max passes
+    monkeypatch.setattr(search, "_EXACT_FLOAT_INDEX", 16)
+    assert "argmax" in traced()  # the fallback
     np.testing.assert_array_equal(first_argmax(jnp.asarray(x)), np.argmax(x, -1))
 
 
@@ -218,7 +223,8 @@ def test_decoding_from_logits_picks_the_tokens_of_the_log_probs():
     options = DecodeOptions(bad_endings=(2,), suppress_unk=True)
     for method, key in (("greedy", None), ("sample", jax.random.key(3))):
         for early_stop in (True, False):
-            run = lambda with_logprobs: decode(
+            run = functools.partial(
+                decode,
                 decoder,
                 params,
                 feats,
@@ -227,10 +233,9 @@ def test_decoding_from_logits_picks_the_tokens_of_the_log_probs():
                 max_len=9,
                 options=options,
                 early_stop=early_stop,
-                with_logprobs=with_logprobs,
             )
-            tokens, logprobs = run(True)
-            from_logits, nothing = run(False)
+            tokens, logprobs = run(with_logprobs=True)
+            from_logits, nothing = run(with_logprobs=False)
             np.testing.assert_array_equal(from_logits, tokens)
             assert nothing is None and logprobs.shape == tokens.shape
     ctx = decoder.encode(params, feats)
