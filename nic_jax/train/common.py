@@ -365,14 +365,16 @@ class Run:
         return state, scores
 
 
-def _stop_if_non_finite(run, history: list, params, step: int, loss_key: str):
+def _stop_if_non_finite(run, writer, history: list, params, step: int, loss_key):
     """`numerics`' checks of the steps since the last log and of the params; on
-    a failure, the saves in flight finish first: the last good checkpoint stays."""
+    a failure, the saves in flight finish first (the last good checkpoint stays)
+    and the metric writer closes (a rollback reopens the workdir)."""
     try:
         numerics.check_metrics(history, step, loss_key)
         numerics.check_params(params, step)
     except numerics.NonFiniteError:
         run.manager.wait_until_finished()
+        writer.close()
         raise
 
 
@@ -466,7 +468,7 @@ def fit(
         validating = done % cfg.evals.every_steps == 0 or last or clock.eval_due()
         saving = validating or done % cfg.ckpt.every_steps == 0
         if saving or done % cfg.log.every_steps == 0 or last:  # never log/save a NaN
-            _stop_if_non_finite(run, history, state.params, done, loss_key)
+            _stop_if_non_finite(run, writer, history, state.params, done, loss_key)
         if done % cfg.log.every_steps == 0 or last or (validating and clock.enabled):
             extras = extras_fn(step) | clock.lap()
             _log_train(writer, done, history, extras, loss_key)
