@@ -68,6 +68,11 @@ def _kill_once(args, workdir, point, guard: int, tally) -> tuple[bool, str]:
     return killed, text
 
 
+# -inf until the first validation (best score) or generation (the GA's empty
+# podium and offspring of its step-0 checkpoint)
+_EMPTY_MARKERS = ("best_score", "podium_scores", "offspring_fitness")
+
+
 def _check_nothing_lost(workdir, latest_before: int, tally) -> int:
     """The latest complete checkpoint did not go back and restores, finite."""
     latest = _latest(workdir)
@@ -77,8 +82,8 @@ def _check_nothing_lost(workdir, latest_before: int, tally) -> int:
         assert step == latest
         for path, x in jax.tree_util.tree_leaves_with_path((params, train)):
             x = np.asarray(x)
-            if "best_score" in jax.tree_util.keystr(path):  # -inf before validation
-                continue
+            if any(name in jax.tree_util.keystr(path) for name in _EMPTY_MARKERS):
+                x = np.where(x == -np.inf, 0.0, x)  # -inf: nothing scored yet
             assert x.dtype.kind not in "fc" or np.isfinite(x).all(), path
         tally["checkpoints_verified"] += 1
         logged = [m["step"] for m in harness.metrics(workdir)]
