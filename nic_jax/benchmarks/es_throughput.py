@@ -9,8 +9,9 @@ Prints one JSON line. Workload (`es_workload`): es-img-captioning's FC captioner
 own df table.
 
 * Engine (`offspring_per_s`): one whole NIC-NES generation of the trainer
-  (`train.evolution.generation`: ask, evaluate chunks of 32 vmapped members whose
-  noise is sliced from a shared table, tell with Adam), jit-compiled ahead of time,
+  (`train.evolution.generation`: ask, evaluate chunks of vmapped members (2 on a
+  CPU, `--chunk_size`) whose noise is sliced from a shared table, tell with
+  Adam), jit-compiled ahead of time,
   in a fresh interpreter per population size P (64 and 1,024: 2 runs at 64, the
   best kept; 1 run at 1,024). `offspring_per_s` is the rate at the largest P;
   `peak_rss_mb` maps each P to that interpreter's peak RSS (VmHWM), `rss_ratio`
@@ -79,7 +80,7 @@ _PRECISION = flags.DEFINE_enum(
     "f32 matmul precision of the engine and baselines (bfloat16: GPU tensor cores).",
 )
 _CHUNK = flags.DEFINE_integer(
-    "chunk_size", 0, "Members vmapped together (0: 32 on CPU, 128 on GPU/TPU)."
+    "chunk_size", 0, "Members vmapped together (0: 2 on CPU, 128 on GPU/TPU)."
 )
 SIGMA = 0.005
 SEQ_PER_IMG = 5  # es-img-captioning decodes every image this many times

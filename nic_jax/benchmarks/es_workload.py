@@ -44,7 +44,8 @@ class Shape:
     feat_dim: int = 2048  # D
     batch_size: int = 128  # B unique images
     num_images: int = 1024  # images of the reference split (df, references)
-    chunk_size: int = 32  # members vmapped together (`with_chunk`)
+    chunk_size: int = 2  # members vmapped together on a CPU (`with_chunk`)
+    noise_chunk_size: int = 32  # pairs whose noise `tell` sums together
     table_size: int = 2**24  # shared noise table (floats)
 
 
@@ -55,13 +56,16 @@ QUICK = Shape(
     batch_size=8,
     num_images=64,
     chunk_size=8,
+    noise_chunk_size=8,
     table_size=2**18,
 )
 
 
 def with_chunk(shape: Shape, chunk_size: int) -> Shape:
-    """`shape` with `chunk_size` members in flight; 0: 32 on a CPU, 128 on an
-    accelerator (whose matmul units want more rows)."""
+    """`shape` with `chunk_size` members in flight; 0: the shape's own on a CPU
+    (2: a member's logits, 4.8 MB at V = 9,488, stay near the cache, and larger
+    chunks ran 3-40% slower; BENCHMARKS.md), 128 on an accelerator (whose matmul
+    units want more rows)."""
     if chunk_size <= 0:
         chunk_size = shape.chunk_size if jax.default_backend() == "cpu" else 128
     return dataclasses.replace(shape, chunk_size=chunk_size)
@@ -118,13 +122,13 @@ def build(shape: Shape, seed: int = 0) -> Workload:
 
 
 def nes_strategy(work: Workload, population: int) -> NES:
-    """NIC-NES with P = 2n members, Adam, chunks of `shape.chunk_size`."""
+    """NIC-NES with P = 2n members, Adam, the shape's chunk sizes."""
     return NES(
         work.params,
         population // 2,
         optax.adam(1e-3),
         eval_chunk_size=work.shape.chunk_size,
-        noise_chunk_size=work.shape.chunk_size,
+        noise_chunk_size=work.shape.noise_chunk_size,
     )
 
 

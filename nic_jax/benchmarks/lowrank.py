@@ -6,7 +6,7 @@
 Prints one JSON line. Workload (`es_workload`): es-img-captioning's FC captioner
 (embedding 128, hidden 128, vocabulary 9,487, fc 2,048; N = 2.87 M parameters),
 128 unique images, greedy CIDEr-D fitness. Both sides run the trainer's whole
-generation (`train.evolution.generation`: ask, chunks of 32 vmapped members,
+generation (`train.evolution.generation`: ask, chunks of vmapped members,
 tell with Adam), jit-compiled ahead of time, state donated, in this process:
 
 * baseline (`full_rank_*`): full-rank noise sliced from a shared table of 2^24

@@ -31,7 +31,7 @@ _POPULATIONS = flags.DEFINE_list(
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per generation (0: 128).")
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed generations per population.")
 _CHUNK = flags.DEFINE_integer(
-    "chunk_size", 0, "Members vmapped together (0: 32 on CPU, 128 on GPU/TPU)."
+    "chunk_size", 0, "Members vmapped together (0: 2 on CPU, 128 on GPU/TPU)."
 )
 _CHILD = flags.DEFINE_bool("child", False, "Worker mode: measure one population.")
 

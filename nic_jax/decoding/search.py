@@ -13,6 +13,7 @@ candidate would complete costs 2 ln 2; the hard form forbids it).
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -124,23 +125,66 @@ def constrain_logprobs(logprobs, history, t, options: DecodeOptions):
     return logprobs
 
 
-_EXACT_FLOAT_INDEX = 2**24  # float32 holds every integer up to this one
+_EXACT_FLOAT_INDEX = 2**23  # float32 holds every integer up to 2^24 = 2 * this
+_SMALL_TOP = 2.0**-50  # rows whose maximum is this small are compared scaled up
+_RESCALE = 2.0**100  # by this: exact (a power of two), and their gaps turn normal
+_MIN_BLOCK = 64  # entries of a block whose maximum the first pass keeps
 
 
 def first_argmax(x: jax.Array) -> jax.Array:
-    """`jnp.argmax(x, -1)` (the first index of the maximum) from two plain float
-    max reductions: XLA:CPU reduces (value, index) pairs ~15x slower than values
-    alone, and integer maxima slower than float ones (BENCHMARKS.md, NIC-NES
-    throughput), a third of a decode step at V = 9,488. The index is carried as
-    float32 (exact below 2^24 entries). A row without a maximum (all NaN) gives
-    its last index."""
+    """`jnp.argmax(x, -1)`: the first index of the maximum, in one pass over x.
+
+    The pass keeps the maximum of each block of `block_size(n)` entries; the
+    first block holding the row's maximum is found among those, and the index
+    within it by `_flat_first_argmax` over that block alone. At a vocabulary of
+    9,488 (blocks of 593) this reads the logits once instead of twice
+    (BENCHMARKS.md, NIC-NES throughput). Rows without a divisor to block by, and
+    float64 rows, are searched whole."""
     size = x.shape[-1]
-    if size > _EXACT_FLOAT_INDEX:
+    block = block_size(size)
+    if block == size or jnp.finfo(x.dtype).bits > 32:
+        return _flat_first_argmax(x)
+    lead = x.shape[:-1]
+    rows = x.reshape(-1, size)
+    block_max = jnp.max(rows.reshape(rows.shape[0], size // block, block), axis=-1)
+    first_block = _flat_first_argmax(block_max)
+    start = first_block * block
+    window = jax.vmap(lambda row, at: lax.dynamic_slice_in_dim(row, at, block))
+    index = start + _flat_first_argmax(window(rows, start))
+    return index.reshape(lead)
+
+
+def block_size(size: int) -> int:
+    """The smallest divisor of `size` that is at least `_MIN_BLOCK` (or `size`)."""
+    if size < _MIN_BLOCK:
+        return size
+    pairs = ((d, size // d) for d in range(1, math.isqrt(size) + 1) if size % d == 0)
+    return min(d for pair in pairs for d in pair if d >= _MIN_BLOCK)
+
+
+def _flat_first_argmax(x: jax.Array) -> jax.Array:
+    """`jnp.argmax(x, -1)` as arithmetic and two plain float reductions: XLA:CPU
+    runs compares and selects over a row ~8x slower than arithmetic, and a
+    (value, index) reduction ~15x slower than a value one.
+
+    An entry's gap to its row's maximum is zero exactly at the maxima and at
+    least 2^-74 elsewhere (rows whose maximum lies below 2^-50 in magnitude are
+    scaled by 2^100 first, exactly), so `min(gap * 2^100, 1)` is 0 at a maximum
+    and 1 elsewhere, with or without denormals flushed; the first maximum is the
+    smallest `index + size * behind`, an exact float below 2^24 (float64 and
+    longer rows take `jnp.argmax`). +inf counts as the largest finite float; a
+    row of -inf gives 0, one holding NaN a valid index (which one is unspecified:
+    XLA:CPU's reductions skip NaN)."""
+    size = x.shape[-1]
+    if size > _EXACT_FLOAT_INDEX or jnp.finfo(x.dtype).bits > 32:
         return jnp.argmax(x, axis=-1)
+    x = jnp.minimum(x.astype(jnp.float32), jnp.finfo(jnp.float32).max)
     top = jnp.max(x, axis=-1, keepdims=True)
-    reversed_index = jnp.arange(size, 0, -1, dtype=jnp.float32)  # size - index
-    hit = jnp.max(jnp.where(x == top, reversed_index, 0.0), axis=-1)
-    return jnp.minimum(size - hit.astype(jnp.int32), size - 1)
+    scale = jnp.where(jnp.abs(top) < _SMALL_TOP, _RESCALE, 1.0)
+    behind = jnp.minimum((top * scale - x * scale) * _RESCALE, 1.0)
+    index = jnp.arange(size, dtype=jnp.float32) + size * behind
+    first = jnp.min(index, axis=-1)
+    return jnp.where(first < size, first, 0).astype(jnp.int32)  # NaN rows: 0
 
 
 def _select(logprobs, key, method: str, temperature: float):

@@ -22,7 +22,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nic_jax.errors import InputError
-from nic_jax.models.layers import StepLogits, dropout, hidden_sizes, torch_linear
+from nic_jax.models.layers import (
+    StepLogits,
+    dropout,
+    hidden_sizes,
+    output_logits,
+    torch_linear,
+)
 
 
 def split_key(key: jax.Array | None, num: int) -> tuple:
@@ -136,4 +142,4 @@ class AttModel(StepLogits, nnx.Module):
         xt = self._embed_relu_dropout(self.embed, token, embed_key)
         output, state = self.core(xt, ctx, state)
         output = dropout(output, self.drop_prob_lm, out_key)
-        return self.logit(output), state
+        return output_logits(self.logit, output), state

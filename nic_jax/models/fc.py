@@ -15,6 +15,7 @@ from nic_jax.models.layers import (
     StepLogits,
     dropout,
     hidden_sizes,
+    output_logits,
     torch_linear,
     uniform_embed,
     uniform_linear,
@@ -76,4 +77,4 @@ class FCModel(StepLogits, nnx.Module):
         del ctx  # the image entered through the state at t=0
         output, state = self.core(self.embed(token), state)
         output = dropout(output, self.drop_prob_lm, key)
-        return self.logit(output), state
+        return output_logits(self.logit, output), state

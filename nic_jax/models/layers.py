@@ -8,6 +8,7 @@ recipes were tuned for, and imported PyTorch weights have the same layout (x @ k
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 from nic_jax.errors import InputError
 
@@ -59,6 +60,22 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def output_logits(layer: nnx.Linear, x: jax.Array) -> jax.Array:
+    """`layer(x)` for the vocabulary projection, with the bias inside the matmul
+    on CPU: [x, 1] @ [[kernel], [bias]]. XLA:CPU adds a bias in a pass of its own
+    over the (rows, V + 1) logits, 12% of a greedy decode step at V = 9,488
+    (BENCHMARKS.md, NIC-NES throughput); in a decode loop the stacked matrix is
+    loop-invariant and built once. Elsewhere (GPU, TPU) the bias stays apart, so
+    that the matmul keeps its aligned inner size, and a layer with a
+    `dot_general` of its own (the low-rank population's, `evolution.lowrank`)
+    is called as it is."""
+    if jax.default_backend() != "cpu" or layer.dot_general is not lax.dot_general:
+        return layer(x)
+    kernel = jnp.concatenate([layer.kernel[...], layer.bias[...][None]], axis=0)
+    ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+    return jnp.concatenate([x, ones], axis=-1) @ kernel
 
 
 def hidden_sizes(config, num_layers: int) -> tuple[int, ...]:

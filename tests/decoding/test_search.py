@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from ml_collections import ConfigDict
 
 from nic_jax.decoding import (
@@ -14,7 +15,7 @@ from nic_jax.decoding import (
     constrain_logprobs,
     decode,
 )
-from nic_jax.decoding.search import first_argmax
+from nic_jax.decoding.search import block_size, first_argmax
 from nic_jax.models.functional import build_decoder, init_params
 
 CONFIG = ConfigDict(
@@ -193,16 +194,63 @@ def test_early_stop_under_vmap_equals_the_full_loop():
     np.testing.assert_array_equal(run(True), run(False))
 
 
-def test_first_argmax_is_argmax_with_ties_and_infinities():
+@pytest.mark.parametrize("width", [37, 64 * 5, 593 * 2])  # whole rows; blocks
+def test_first_argmax_is_argmax_with_ties_and_infinities(width):
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 4, size=(200, 37)).astype(np.float32)  # many ties
+    x = rng.integers(0, 4, size=(200, width)).astype(np.float32)  # many ties
     x[:5] = -np.inf
     x[5:10, 3] = np.inf
+    x[7:10, width - 1] = np.inf  # a later block holds +inf too
     x[10, :] = np.nan
+    x[12, 6] = np.nan
+    x[13:20] = 0.0
+    x[13:20, width - 2] = 1.0  # the maximum in the last block
     got = np.asarray(first_argmax(jnp.asarray(x)))
     np.testing.assert_array_equal(got[:10], np.argmax(x[:10], -1))
-    np.testing.assert_array_equal(got[11:], np.argmax(x[11:], -1))
-    assert got[10] == 36  # no maximum: a valid index, not out of range
+    np.testing.assert_array_equal(got[13:], np.argmax(x[13:], -1))
+    assert 0 <= got[10] < width and 0 <= got[12] < width  # NaN: a valid index
+
+
+@pytest.mark.parametrize("width", [41, 64 * 3])
+@pytest.mark.parametrize("magnitude", [0.0, 1e-44, 1e-38, 1e-30, 1e-16, 1.0, 1e30])
+def test_first_argmax_is_argmax_at_every_magnitude(magnitude, width):
+    """Near-ties one unit in the last place apart, at the magnitudes where the
+    gap to the maximum would be a denormal (flushed to zero on XLA:CPU), both
+    signs, and signed zeros; denormal entries are read as XLA's own compares
+    read them (its `argmax` is the reference)."""
+    rng = np.random.default_rng(7)
+    base = (rng.integers(-2, 3, size=(300, width)) * magnitude).astype(np.float32)
+    nudge = rng.integers(-1, 2, size=base.shape)
+    x = np.where(nudge > 0, np.nextafter(base, np.float32(np.inf)), base)
+    x = np.where(nudge < 0, np.nextafter(x, np.float32(-np.inf)), x)
+    x[::7] = np.where(rng.random((len(x[::7]), width)) < 0.5, -0.0, 0.0)
+    got = np.asarray(jax.jit(first_argmax)(jnp.asarray(x)))
+    want = np.asarray(jax.jit(lambda v: jnp.argmax(v, -1))(jnp.asarray(x)))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_first_argmax_keeps_leading_axes_and_vmaps():
+    x = np.random.default_rng(2).integers(0, 9, size=(3, 4, 5, 128))
+    values = jnp.asarray(x, jnp.float32)
+    np.testing.assert_array_equal(first_argmax(values), np.argmax(x, -1))
+    np.testing.assert_array_equal(jax.vmap(first_argmax)(values), np.argmax(x, -1))
+
+
+def test_block_sizes_divide_the_rows():
+    assert [block_size(n) for n in (9488, 9487, 37, 64, 1000, 7919)] == [
+        593,
+        179,
+        37,
+        64,
+        100,
+        7919,
+    ]
+
+
+def test_first_argmax_of_bfloat16_is_argmax():
+    x = np.random.default_rng(3).integers(-3, 4, size=(64, 50))
+    values = jnp.asarray(x * 0.125, jnp.bfloat16)
+    np.testing.assert_array_equal(first_argmax(values), np.argmax(x, -1))
 
 
 def test_first_argmax_beyond_exact_float_indices_is_argmax(monkeypatch):
@@ -210,7 +258,7 @@ def test_first_argmax_beyond_exact_float_indices_is_argmax(monkeypatch):
 
     x = np.random.default_rng(1).normal(size=(7, 37)).astype(np.float32)
     traced = lambda: str(jax.make_jaxpr(lambda v: first_argmax(v))(x))  # uncached
-    assert "argmax" not in traced()  # two max passes
+    assert "argmax" not in traced()  # plain float reductions
     monkeypatch.setattr(search, "_EXACT_FLOAT_INDEX", 16)
     assert "argmax" in traced()  # the fallback
     np.testing.assert_array_equal(first_argmax(jnp.asarray(x)), np.argmax(x, -1))
