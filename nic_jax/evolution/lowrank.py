@@ -172,15 +172,41 @@ def weighted_factor_sum(
     return total
 
 
+def stacks_products() -> bool:
+    """Whether a member's Linear runs as one stacked product (on CPU) rather
+    than the shared x W plus its rank-r term (on accelerators)."""
+    return jax.default_backend() == "cpu"
+
+
 def _lowrank_dot_general(factor: LowRank, coef):
-    """`nnx.Linear.dot_general` computing x W + coef (x a) b^T: W (m, n) shared."""
+    """`nnx.Linear.dot_general` computing x W + coef (x a) b^T: W (m, n) shared.
+
+    On accelerators x W is one product over the members vmapped together and
+    the members never hold an (m, n) matrix. On CPU (`stacks_products`) it is
+    one product per member, [x, coef x a] @ [[W], [b^T]]: a separate (x a) b^T
+    writes and adds a second (rows, n) array, and memory traffic, not the
+    matmul, bounds a CPU decode (BENCHMARKS.md: 0.81x of full-rank noise's
+    speed so, 0.99x stacked); the stacked matrix is loop-invariant in a decode,
+    one per member in flight (as full-rank noise holds). `rhs` may carry rows
+    below W that `lhs` matches with columns after its first m
+    (`layers.output_logits` stacks the bias so): `a` reads the first m."""
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, **kwargs):
+        low = coef * (lhs[..., : factor.a.shape[0]] @ factor.a)
+        if stacks_products():
+            return lax.dot_general(
+                jnp.concatenate([lhs, low.astype(lhs.dtype)], axis=-1),
+                jnp.concatenate([rhs, factor.b.T.astype(rhs.dtype)], axis=0),
+                dimension_numbers,
+                precision=precision,
+                **kwargs,
+            )
         shared = lax.dot_general(
             lhs, rhs, dimension_numbers, precision=precision, **kwargs
         )
-        return shared + coef * ((lhs @ factor.a) @ factor.b.T).astype(shared.dtype)
+        return shared + (low @ factor.b.T).astype(shared.dtype)
 
+    dot_general.stacks_rows = stacks_products()  # for `layers.output_logits`
     return dot_general
 
 

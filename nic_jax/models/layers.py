@@ -68,14 +68,17 @@ def output_logits(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     over the (rows, V + 1) logits, 12% of a greedy decode step at V = 9,488
     (BENCHMARKS.md, NIC-NES throughput); in a decode loop the stacked matrix is
     loop-invariant and built once. Elsewhere (GPU, TPU) the bias stays apart, so
-    that the matmul keeps its aligned inner size, and a layer with a
-    `dot_general` of its own (the low-rank population's, `evolution.lowrank`)
-    is called as it is."""
-    if jax.default_backend() != "cpu" or layer.dot_general is not lax.dot_general:
+    that the matmul keeps its aligned inner size. A layer's own `dot_general`
+    (the low-rank population's, `evolution.lowrank`) gets the stacked operands
+    when it says it takes them (`stacks_rows`); any other is called as it is."""
+    dot_general = layer.dot_general
+    stacks = dot_general is lax.dot_general or getattr(dot_general, "stacks_rows", 0)
+    if jax.default_backend() != "cpu" or not stacks:
         return layer(x)
     kernel = jnp.concatenate([layer.kernel[...], layer.bias[...][None]], axis=0)
     ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
-    return jnp.concatenate([x, ones], axis=-1) @ kernel
+    stacked = jnp.concatenate([x, ones], axis=-1)
+    return dot_general(stacked, kernel, (((x.ndim - 1,), (0,)), ((), ())))
 
 
 def hidden_sizes(config, num_layers: int) -> tuple[int, ...]:

@@ -97,10 +97,14 @@ def test_matrix_noise_is_rank_r_with_unit_variance_entries():
     assert not np.allclose(draw(7)["w"].a, draw(8)["w"].a)
 
 
+@pytest.mark.parametrize("stacked", [True, False])  # CPU's form; accelerators'
 @pytest.mark.parametrize("name", ["fc", "showtell"])
-def test_population_fitness_equals_explicit_perturbed_copies(name):
+def test_population_fitness_equals_explicit_perturbed_copies(
+    name, stacked, monkeypatch
+):
     """fc: every matrix in a Linear or an Embed (the low-rank forward);
     showtell: raw matrix params too (materialised per member)."""
+    monkeypatch.setattr(lowrank, "stacks_products", lambda: stacked)
     decoder, params, feats, tokens = _model(name)
     strategy = _strategy(params, num_pairs=3, rank=2)
     population, _ = strategy.ask(jax.random.key(1), strategy.init(params, 0.05))
@@ -141,7 +145,12 @@ def _shapes_in(jaxpr) -> set:
     return shapes
 
 
-def test_forward_shares_the_base_matrices_and_never_builds_member_copies():
+def test_forward_shares_the_base_matrices_and_never_builds_member_copies(
+    monkeypatch,
+):
+    """As on an accelerator; on CPU each member in flight stacks its own
+    products (`stacks_products`), as full-rank members hold their params."""
+    monkeypatch.setattr(lowrank, "stacks_products", lambda: False)
     decoder, params, feats, tokens = _model("fc")
     kernels = {
         leaf.shape for leaf in jax.tree.leaves(params) if leaf.ndim == 2
