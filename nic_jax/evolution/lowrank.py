@@ -172,28 +172,35 @@ def weighted_factor_sum(
     return total
 
 
-def stacks_products() -> bool:
-    """Whether a member's Linear runs as one stacked product (on CPU) rather
-    than the shared x W plus its rank-r term (on accelerators)."""
-    return jax.default_backend() == "cpu"
+_STACK_MIN_ROWS = 128  # rows of a member from which CPU stacks its products
+
+
+def stacks_products(rows: int) -> bool:
+    """Whether a member's Linear over `rows` rows runs as one stacked product
+    (on CPU, from `_STACK_MIN_ROWS` rows) rather than the shared x W plus its
+    rank-r term (on accelerators, and on CPU for fewer rows)."""
+    return jax.default_backend() == "cpu" and rows >= _STACK_MIN_ROWS
 
 
 def _lowrank_dot_general(factor: LowRank, coef):
     """`nnx.Linear.dot_general` computing x W + coef (x a) b^T: W (m, n) shared.
 
-    On accelerators x W is one product over the members vmapped together and
-    the members never hold an (m, n) matrix. On CPU (`stacks_products`) it is
-    one product per member, [x, coef x a] @ [[W], [b^T]]: a separate (x a) b^T
-    writes and adds a second (rows, n) array, and memory traffic, not the
-    matmul, bounds a CPU decode (BENCHMARKS.md: 0.81x of full-rank noise's
-    speed so, 0.99x stacked); the stacked matrix is loop-invariant in a decode,
-    one per member in flight (as full-rank noise holds). `rhs` may carry rows
-    below W that `lhs` matches with columns after its first m
-    (`layers.output_logits` stacks the bias so): `a` reads the first m."""
+    x W is one product over the members vmapped together, and the members never
+    hold an (m, n) matrix. On CPU, from 128 rows a member (`stacks_products`),
+    it is one product per member instead, [x, coef x a] @ [[W], [b^T]]: there a
+    separate (x a) b^T writes and adds a second (rows, n) array, and memory
+    traffic, not the matmul, bounds the decode; the stacked matrix is
+    loop-invariant in a decode, one per member in flight (as full-rank noise
+    holds). Measured (BENCHMARKS.md, low-rank section; generations/s against
+    full rank): at 8 / 32 / 64 images shared 1.83 / 1.30 / 1.16x, stacked
+    1.40 / 1.13 / 1.07x; at 128 shared 0.78x, stacked 1.01x. `rhs` may carry
+    rows below W that `lhs` matches with columns after its first m
+    (`layers.output_logits` stacks the bias so when `stacks_rows(rows)`): `a`
+    reads the first m columns."""
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, **kwargs):
         low = coef * (lhs[..., : factor.a.shape[0]] @ factor.a)
-        if stacks_products():
+        if stacks_products(math.prod(lhs.shape[:-1])):
             return lax.dot_general(
                 jnp.concatenate([lhs, low.astype(lhs.dtype)], axis=-1),
                 jnp.concatenate([rhs, factor.b.T.astype(rhs.dtype)], axis=0),
@@ -206,7 +213,7 @@ def _lowrank_dot_general(factor: LowRank, coef):
         )
         return shared + (low @ factor.b.T).astype(shared.dtype)
 
-    dot_general.stacks_rows = stacks_products()  # for `layers.output_logits`
+    dot_general.stacks_rows = stacks_products  # for `layers.output_logits`
     return dot_general
 
 

@@ -5,6 +5,8 @@ bias) so that models trained here start from the distributions the self-critical
 recipes were tuned for, and imported PyTorch weights have the same layout (x @ kernel).
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -70,9 +72,12 @@ def output_logits(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     loop-invariant and built once. Elsewhere (GPU, TPU) the bias stays apart, so
     that the matmul keeps its aligned inner size. A layer's own `dot_general`
     (the low-rank population's, `evolution.lowrank`) gets the stacked operands
-    when it says it takes them (`stacks_rows`); any other is called as it is."""
+    when it takes them for this many rows (`stacks_rows(rows)`); any other is
+    called as it is."""
     dot_general = layer.dot_general
-    stacks = dot_general is lax.dot_general or getattr(dot_general, "stacks_rows", 0)
+    takes_stacked = getattr(dot_general, "stacks_rows", lambda rows: False)
+    rows = math.prod(x.shape[:-1])
+    stacks = dot_general is lax.dot_general or takes_stacked(rows)
     if jax.default_backend() != "cpu" or not stacks:
         return layer(x)
     kernel = jnp.concatenate([layer.kernel[...], layer.bias[...][None]], axis=0)

@@ -104,7 +104,7 @@ def test_population_fitness_equals_explicit_perturbed_copies(
 ):
     """fc: every matrix in a Linear or an Embed (the low-rank forward);
     showtell: raw matrix params too (materialised per member)."""
-    monkeypatch.setattr(lowrank, "stacks_products", lambda: stacked)
+    monkeypatch.setattr(lowrank, "stacks_products", lambda rows: stacked)
     decoder, params, feats, tokens = _model(name)
     strategy = _strategy(params, num_pairs=3, rank=2)
     population, _ = strategy.ask(jax.random.key(1), strategy.init(params, 0.05))
@@ -150,7 +150,7 @@ def test_forward_shares_the_base_matrices_and_never_builds_member_copies(
 ):
     """As on an accelerator; on CPU each member in flight stacks its own
     products (`stacks_products`), as full-rank members hold their params."""
-    monkeypatch.setattr(lowrank, "stacks_products", lambda: False)
+    monkeypatch.setattr(lowrank, "stacks_products", lambda rows: False)
     decoder, params, feats, tokens = _model("fc")
     kernels = {
         leaf.shape for leaf in jax.tree.leaves(params) if leaf.ndim == 2
