@@ -219,7 +219,10 @@ def _es(tiny: bool) -> ConfigDict:
             noise_chunk_size=0,
             # r > 0: rank-r matrix noise A B^T / sqrt(r) for NES (EGGROLL); 0: full
             noise_rank=0,
-            eval_chunk_size=16 if tiny else 25,  # members vmapped together
+            # members vmapped together; at a COCO-size vocabulary 2 is fastest on
+            # a CPU (a member's logits stay near the cache) and 128 or more on an
+            # accelerator (BENCHMARKS.md, NIC-NES throughput, run 4)
+            eval_chunk_size=16 if tiny else 25,
             # GA architecture mutation (nic_jax/train/architecture.py): with this
             # probability a kept offspring is widened by arch_step units of layer
             # arch_layer (function-preserving, r2r or net2net), up to arch_buckets
