@@ -96,13 +96,17 @@ def _read_label_h5(path: str) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: not a readable HDF5 label file ({e})") from None
 
 
-def _check_labels(path: str, arrays: dict, n_images: int, vocab_size: int) -> None:
+def _check_labels(
+    path: str, arrays: dict, n_images: int, vocab_size: int, json_path: str
+) -> None:
+    """Checks the label file at `path` against the json at `json_path` (its
+    image count and vocabulary); cross-file errors name both files."""
     labels, start, end = (arrays[k] for k in _REQUIRED)
     m = labels.shape[0]
     if len(start) != n_images or len(end) != n_images:
         raise InputError(
             f"{path}: label_start_ix/label_end_ix have {len(start)}/{len(end)} rows "
-            f"but the json lists {n_images} images; expected equal"
+            f"but the json {json_path} lists {n_images} images; expected equal"
         )
     bad = np.flatnonzero((start < 1) | (end > m) | (end < start))
     if bad.size:
@@ -114,7 +118,7 @@ def _check_labels(path: str, arrays: dict, n_images: int, vocab_size: int) -> No
     if labels.size and (labels.min() < 0 or labels.max() > vocab_size):
         raise InputError(
             f"{path}: labels hold word ids in [{labels.min()}, {labels.max()}]; "
-            f"expected 0..{vocab_size} (the vocabulary of ix_to_word)"
+            f"expected 0..{vocab_size} (the vocabulary of ix_to_word in {json_path})"
         )
     length = arrays["label_length"]
     if length.shape != (m,):
@@ -139,7 +143,7 @@ def load_cocotalk(json_path: str, label_h5_path: str) -> CocoTalk:
         arrays["label_length"] = np.where(
             nonzero.all(1), nonzero.shape[1], nonzero.argmin(1)
         )
-    _check_labels(label_h5_path, arrays, len(images), len(ix_to_word))
+    _check_labels(label_h5_path, arrays, len(images), len(ix_to_word), json_path)
     return CocoTalk(
         ix_to_word=ix_to_word,
         images=images,
