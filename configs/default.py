@@ -220,8 +220,8 @@ def _es(tiny: bool) -> ConfigDict:
             # r > 0: rank-r matrix noise A B^T / sqrt(r) for NES (EGGROLL); 0: full
             noise_rank=0,
             # members vmapped together; at a COCO-size vocabulary 2 is fastest on
-            # a CPU (a member's logits stay near the cache) and 128 or more on an
-            # accelerator (BENCHMARKS.md, NIC-NES throughput, run 4)
+            # a CPU (a member's logits stay near the cache; BENCHMARKS.md, NIC-NES
+            # throughput, run 4); accelerators want more rows (128: not measured)
             eval_chunk_size=16 if tiny else 25,
             # GA architecture mutation (nic_jax/train/architecture.py): with this
             # probability a kept offspring is widened by arch_step units of layer

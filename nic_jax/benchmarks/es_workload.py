@@ -63,11 +63,15 @@ QUICK = Shape(
 
 def with_chunk(shape: Shape, chunk_size: int) -> Shape:
     """`shape` with `chunk_size` members in flight; 0: the shape's own on a CPU
-    (2: a member's logits, 4.8 MB at V = 9,488, stay near the cache, and larger
-    chunks ran 3-40% slower; BENCHMARKS.md), 128 on an accelerator (whose matmul
-    units want more rows)."""
-    if chunk_size <= 0:
-        chunk_size = shape.chunk_size if jax.default_backend() == "cpu" else 128
+    (2: a member's logits, 4.8 MB at V + 1 = 9,488, stay near the cache; chunks of
+    4 / 8 / 32 took 4% / 11% / 89% longer, BENCHMARKS.md run 4), 128 on an
+    accelerator (whose matmul units want more rows; not measured here), where
+    `tell` sums 128 pairs' noise at a time too."""
+    if jax.default_backend() != "cpu":
+        shape = dataclasses.replace(shape, noise_chunk_size=128)
+        chunk_size = chunk_size if chunk_size > 0 else 128
+    elif chunk_size <= 0:
+        chunk_size = shape.chunk_size
     return dataclasses.replace(shape, chunk_size=chunk_size)
 
 

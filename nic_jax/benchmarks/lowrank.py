@@ -44,7 +44,9 @@ def run_benchmark(
 ) -> dict:
     out = timing.machine() | {"benchmark": "lowrank"}
     out["peak_matmul_gflops"] = timing.matmul_peak_gflops(512 if quick else 0)
-    shape = es_workload.QUICK if quick else es_workload.Shape()
+    shape = es_workload.with_chunk(
+        es_workload.QUICK if quick else es_workload.Shape(), 0
+    )
     if batch_size:
         shape = dataclasses.replace(shape, batch_size=batch_size)
     work = es_workload.build(shape)

@@ -132,14 +132,17 @@ _MIN_BLOCK = 64  # entries of a block whose maximum the first pass keeps
 
 
 def first_argmax(x: jax.Array) -> jax.Array:
-    """`jnp.argmax(x, -1)`: the first index of the maximum, in one pass over x.
+    """`jnp.argmax(x, -1)`: the first index of the maximum, in one pass over x
+    (exactly so for finite floats; +inf and NaN: `_flat_first_argmax`).
 
     The pass keeps the maximum of each block of `block_size(n)` entries; the
     first block holding the row's maximum is found among those, and the index
     within it by `_flat_first_argmax` over that block alone. At a vocabulary of
     9,488 (blocks of 593) this reads the logits once instead of twice
     (BENCHMARKS.md, NIC-NES throughput). Rows without a divisor to block by, and
-    float64 rows, are searched whole."""
+    float64 rows, are searched whole; integer rows take `jnp.argmax`."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return jnp.argmax(x, axis=-1)
     size = x.shape[-1]
     block = block_size(size)
     if block == size or jnp.finfo(x.dtype).bits > 32:
@@ -168,15 +171,18 @@ def _flat_first_argmax(x: jax.Array) -> jax.Array:
     (value, index) reduction ~15x slower than a value one.
 
     An entry's gap to its row's maximum is zero exactly at the maxima and at
-    least 2^-74 elsewhere (rows whose maximum lies below 2^-50 in magnitude are
+    least 2^-75 elsewhere (rows whose maximum lies below 2^-50 in magnitude are
     scaled by 2^100 first, exactly), so `min(gap * 2^100, 1)` is 0 at a maximum
     and 1 elsewhere, with or without denormals flushed; the first maximum is the
     smallest `index + size * behind`, an exact float below 2^24 (float64 and
-    longer rows take `jnp.argmax`). +inf counts as the largest finite float; a
-    row of -inf gives 0, one holding NaN a valid index (which one is unspecified:
-    XLA:CPU's reductions skip NaN)."""
+    longer rows, and integers, take `jnp.argmax`). Where it differs from
+    `jnp.argmax`: +inf counts as the largest finite float (only a row holding
+    both tells); a row holding NaN gives a valid index but not necessarily the
+    NaN's (`jnp.argmax` gives the first NaN), a row of only NaN gives 0. A row
+    of -inf gives 0, as `jnp.argmax`."""
     size = x.shape[-1]
-    if size > _EXACT_FLOAT_INDEX or jnp.finfo(x.dtype).bits > 32:
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    if size > _EXACT_FLOAT_INDEX or not floating or jnp.finfo(x.dtype).bits > 32:
         return jnp.argmax(x, axis=-1)
     x = jnp.minimum(x.astype(jnp.float32), jnp.finfo(jnp.float32).max)
     top = jnp.max(x, axis=-1, keepdims=True)

@@ -192,9 +192,9 @@ def _lowrank_dot_general(factor: LowRank, coef):
     traffic, not the matmul, bounds the decode; the stacked matrix is
     loop-invariant in a decode, one per member in flight (as full-rank noise
     holds). Measured (BENCHMARKS.md, low-rank section; generations/s against
-    full rank): at 8 / 32 / 64 images shared 1.83 / 1.30 / 1.16x, stacked
-    1.40 / 1.13 / 1.07x; at 128 shared 0.78x, stacked 1.01x. `rhs` may carry
-    rows below W that `lhs` matches with columns after its first m
+    full rank): at 8 / 32 / 64 images (rank 1) shared 1.83 / 1.30 / 1.16x,
+    stacked 1.40 / 1.13 / 1.07x; at 128 (rank 4) shared 0.78x, stacked 1.01x.
+    `rhs` may carry rows below W that `lhs` matches with columns after its first m
     (`layers.output_logits` stacks the bias so when `stacks_rows(rows)`): `a`
     reads the first m columns."""
 

@@ -67,7 +67,7 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
 def output_logits(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     """`layer(x)` for the vocabulary projection, with the bias inside the matmul
     on CPU: [x, 1] @ [[kernel], [bias]]. XLA:CPU adds a bias in a pass of its own
-    over the (rows, V + 1) logits, 12% of a greedy decode step at V = 9,488
+    over the (rows, V + 1) logits, 12% of a greedy decode step at V + 1 = 9,488
     (BENCHMARKS.md, NIC-NES throughput); in a decode loop the stacked matrix is
     loop-invariant and built once. Elsewhere (GPU, TPU) the bias stays apart, so
     that the matmul keeps its aligned inner size. A layer's own `dot_general`
@@ -78,8 +78,10 @@ def output_logits(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     takes_stacked = getattr(dot_general, "stacks_rows", lambda rows: False)
     rows = math.prod(x.shape[:-1])
     stacks = dot_general is lax.dot_general or takes_stacked(rows)
-    if jax.default_backend() != "cpu" or not stacks:
-        return layer(x)
+    plain = layer.use_bias and layer.dtype is None and layer.precision is None
+    plain = plain and getattr(layer, "preferred_element_type", None) is None
+    if jax.default_backend() != "cpu" or not stacks or not plain:
+        return layer(x)  # also any layer without a bias or with settings of its own
     kernel = jnp.concatenate([layer.kernel[...], layer.bias[...][None]], axis=0)
     ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
     stacked = jnp.concatenate([x, ones], axis=-1)

@@ -236,6 +236,11 @@ def test_first_argmax_keeps_leading_axes_and_vmaps():
     np.testing.assert_array_equal(jax.vmap(first_argmax)(values), np.argmax(x, -1))
 
 
+def test_first_argmax_of_integers_is_argmax():
+    x = np.random.default_rng(4).integers(-9, 9, size=(6, 128))
+    np.testing.assert_array_equal(first_argmax(jnp.asarray(x)), np.argmax(x, -1))
+
+
 def test_block_sizes_divide_the_rows():
     assert [block_size(n) for n in (9488, 9487, 37, 64, 1000, 7919)] == [
         593,

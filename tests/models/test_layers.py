@@ -1,6 +1,7 @@
 """The vocabulary projection with its bias folded into the matmul."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax import lax
@@ -22,8 +23,9 @@ def test_output_logits_are_the_layer_with_the_bias_inside_the_matmul():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert got.shape == (3, 5, 1000)
     if jax.default_backend() == "cpu":  # one dot over the stacked matrix
-        hlo = str(jax.make_jaxpr(lambda v: output_logits(layer, v))(x))
-        assert "concatenate" in hlo and "add" not in hlo
+        jaxpr = jax.make_jaxpr(lambda v: output_logits(layer, v))(x).jaxpr
+        primitives = {eqn.primitive.name for eqn in jaxpr.eqns}
+        assert "concatenate" in primitives and "add" not in primitives
 
 
 def test_a_layer_with_its_own_dot_general_is_called_as_it_is():
@@ -39,3 +41,15 @@ def test_a_layer_with_its_own_dot_general_is_called_as_it_is():
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def test_layers_without_a_bias_or_with_settings_of_their_own_are_called_as_they_are():
+    x = jax.random.normal(jax.random.key(4), (4, 24))
+    for layer in (
+        nnx.Linear(24, 100, use_bias=False, rngs=nnx.Rngs(0)),
+        nnx.Linear(24, 100, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)),
+        nnx.Linear(24, 100, precision=lax.Precision.HIGHEST, rngs=nnx.Rngs(0)),
+    ):
+        got = output_logits(layer, x)
+        assert got.dtype == layer(x).dtype
+        np.testing.assert_array_equal(got, layer(x))
