@@ -140,13 +140,14 @@ def first_argmax(x: jax.Array) -> jax.Array:
     within it by `_flat_first_argmax` over that block alone. At a vocabulary of
     9,488 (blocks of 593) this reads the logits once instead of twice
     (BENCHMARKS.md, NIC-NES throughput). Rows without a divisor to block by, and
-    float64 rows, are searched whole; integer rows take `jnp.argmax`."""
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        return jnp.argmax(x, axis=-1)
+    float64 and integer rows, are searched whole (`jnp.argmax`)."""
     size = x.shape[-1]
-    block = block_size(size)
-    if block == size or jnp.finfo(x.dtype).bits > 32:
+    beyond_f32 = (
+        not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits > 32
+    )
+    if beyond_f32 or block_size(size) == size:  # integers, float64
         return _flat_first_argmax(x)
+    block = block_size(size)
     lead = x.shape[:-1]
     rows = x.reshape(-1, size)
     block_max = jnp.max(rows.reshape(rows.shape[0], size // block, block), axis=-1)

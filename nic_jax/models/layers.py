@@ -74,18 +74,23 @@ def output_logits(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     (the low-rank population's, `evolution.lowrank`) gets the stacked operands
     when it takes them for this many rows (`stacks_rows(rows)`); any other is
     called as it is."""
-    dot_general = layer.dot_general
-    takes_stacked = getattr(dot_general, "stacks_rows", lambda rows: False)
-    rows = math.prod(x.shape[:-1])
-    stacks = dot_general is lax.dot_general or takes_stacked(rows)
-    plain = layer.use_bias and layer.dtype is None and layer.precision is None
-    plain = plain and getattr(layer, "preferred_element_type", None) is None
-    if jax.default_backend() != "cpu" or not stacks or not plain:
-        return layer(x)  # also any layer without a bias or with settings of its own
+    if not _folds_bias(layer, math.prod(x.shape[:-1])):
+        return layer(x)
     kernel = jnp.concatenate([layer.kernel[...], layer.bias[...][None]], axis=0)
     ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
     stacked = jnp.concatenate([x, ones], axis=-1)
-    return dot_general(stacked, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    return layer.dot_general(stacked, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _folds_bias(layer: nnx.Linear, rows: int) -> bool:
+    """On CPU, for a plain layer (a bias; no dtype, precision or preferred element
+    type of its own) whose `dot_general` takes the stacked operands."""
+    dot_general = layer.dot_general
+    takes_stacked = getattr(dot_general, "stacks_rows", lambda rows: False)
+    plain = layer.use_bias and layer.dtype is None and layer.precision is None
+    plain = plain and getattr(layer, "preferred_element_type", None) is None
+    stacks = dot_general is lax.dot_general or takes_stacked(rows)
+    return jax.default_backend() == "cpu" and plain and stacks
 
 
 def hidden_sizes(config, num_layers: int) -> tuple[int, ...]:
