@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Runs the benchmark suite (nic_jax/benchmarks) on a GPU and writes its JSON lines
-# to a file: first one line describing the machine, then one line per benchmark
-# (es_throughput, lowrank, memory, decode, xe_step, metrics), each also echoed.
+# Runs the benchmark suite (nic_jax/benchmarks) on a GPU, most important first,
+# and writes its JSON lines to a file: one line describing the machine, then one
+# line per benchmark run, each also echoed:
+#
+#   1. es_throughput --low_rank=4   issue 8's target: a generation of 1,024
+#                                   offspring x 128 images of FC-128 (its
+#                                   `engine_generation_s`; full and low rank)
+#   2. lowrank --rank=4             low-rank against full-rank noise
+#   3. es_throughput --matmul_precision=bfloat16 --low_rank=0
+#   4. decode, 5. xe_step, 6. memory, 7. metrics
 #
 #   launch/gpu_bench.sh [OUT.jsonl] [flags for every benchmark, e.g. --quick]
-#   launch/gpu_bench.sh /tmp/bench_h100.jsonl
+#   NIC_JAX_BENCH_BUDGET_S=480 launch/gpu_bench.sh /tmp/bench_h100.jsonl
 #
 # OUT defaults to benchmarks_<gpu>_<date>.jsonl in the current directory.
+# NIC_JAX_BENCH_BUDGET_S (default 0: none) bounds the whole run's wall time: a
+# benchmark starts only with 60 s or more left and is stopped at the deadline.
+# A benchmark that fails or is stopped does not end the run: its line reads
+# {"benchmark": NAME, "flags": ..., "error": ...} and the next one starts.
+# NIC_JAX_BENCH_ONLY="decode xe_step" runs those of the list alone.
+# PYTHON picks the interpreter (default python). The package is imported from
+# the interpreter's path: `pip install -e .`, or PYTHONPATH=<this checkout> on a
+# machine whose image already has jax, flax, optax and orbax (see
+# launch/offline_site.sh for the pure-Python rest on a machine without network).
 # If jax sees no GPU, the script installs the CUDA 12 build of the jax version
 # already installed (`pip install "jax[cuda12]==<version>"`: the jax-cuda12
 # plugin and NVIDIA's CUDA/cuDNN wheels; needs network access and an NVIDIA
@@ -15,12 +31,15 @@
 # of the GPU's memory, the per-population subprocesses of es_throughput/memory
 # would not fit beside it, and device_peak_mb would read the pool, not the need.
 # On a GPU es_throughput and memory vmap 128 members at a time (run them by hand
-# with --chunk_size=N to try others). PYTHON picks the interpreter;
-# NIC_JAX_BENCH_CPU=1 runs on whatever jax sees, installing nothing (a smoke test
-# of this script: NIC_JAX_BENCH_CPU=1 launch/gpu_bench.sh /tmp/b.jsonl --quick).
+# with --chunk_size=N to try others). NIC_JAX_BENCH_CPU=1 runs on whatever jax
+# sees, installing nothing (a smoke test of this script:
+# NIC_JAX_BENCH_CPU=1 launch/gpu_bench.sh /tmp/b.jsonl --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}
+budget=${NIC_JAX_BENCH_BUDGET_S:-0}
+only=${NIC_JAX_BENCH_ONLY:-}
+start=$SECONDS
 
 has_gpu() {
   "$python" -c 'import jax, sys; sys.exit(jax.default_backend() != "gpu")' \
@@ -38,7 +57,7 @@ if [[ -z "${NIC_JAX_BENCH_CPU:-}" ]] && ! has_gpu; then
   fi
 fi
 
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 [[ -z "${NIC_JAX_BENCH_CPU:-}" ]] && unset JAX_PLATFORMS
 gpu=$("$python" -c 'import jax; print(jax.devices()[0].device_kind)' | tr ' ' '_')
 out=${1:-benchmarks_${gpu}_$(date +%Y%m%d).jsonl}
@@ -56,11 +75,44 @@ print(json.dumps({
     "cpu_cores": os.cpu_count(),
 }))
 EOF
-for bench in es_throughput lowrank memory decode xe_step metrics; do
-  echo "== $bench" >&2
-  "$python" -m "nic_jax.benchmarks.$bench" "$@" | tail -n 1 | tee -a "$out"
+
+# One benchmark: its JSON line, or an error line naming it, its flags and why.
+run_one() {
+  local name=$1 flags=$2 limit=$3 rc=0 line
+  shift 3
+  echo "== $name $flags (limit ${limit}s)" >&2
+  # shellcheck disable=SC2086  # flags are words
+  line=$(timeout --kill-after=10 "$limit" \
+    "$python" -m "nic_jax.benchmarks.$name" $flags "$@" | tail -n 1) || rc=$?
+  if [[ $rc -ne 0 || $line != "{"* ]]; then
+    local why="exit status $rc"
+    [[ $rc -eq 124 || $rc -eq 137 ]] && why="stopped after ${limit}s"
+    line="{\"benchmark\": \"$name\", \"flags\": \"$flags\", \"error\": \"$why\"}"
+  fi
+  echo "$line" | tee -a "$out"
+}
+
+plan=(
+  "es_throughput|--low_rank=4"
+  "lowrank|--rank=4"
+  "es_throughput|--matmul_precision=bfloat16 --low_rank=0"
+  "decode|"
+  "xe_step|"
+  "memory|"
+  "metrics|"
+)
+for entry in "${plan[@]}"; do
+  name=${entry%%|*}
+  flags=${entry#*|}
+  [[ -n $only && " $only " != *" $name "* ]] && continue
+  limit=86400
+  if [[ $budget -gt 0 ]]; then
+    limit=$((budget - (SECONDS - start)))
+    if [[ $limit -lt 60 ]]; then
+      echo "== $name $flags: skipped, ${limit}s of the budget left" >&2
+      continue
+    fi
+  fi
+  run_one "$name" "$flags" "$limit" "$@"
 done
-echo "== es_throughput, bf16 matmuls" >&2
-"$python" -m nic_jax.benchmarks.es_throughput --matmul_precision=bfloat16 "$@" |
-  tail -n 1 | tee -a "$out"
 echo "wrote $out" >&2

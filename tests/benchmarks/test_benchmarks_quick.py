@@ -58,6 +58,9 @@ def test_es_throughput_quick():
     assert result["offspring_per_s"] > 0 and result["baseline_offspring_per_s"] > 0
     expected_ratio = result["offspring_per_s"] / result["baseline_offspring_per_s"]
     assert result["ratio"] == pytest.approx(expected_ratio, rel=1e-3)
+    # one generation of the largest P (32) takes P / rate seconds
+    generation = result["generation_s"] * result["offspring_per_s"]
+    assert generation == pytest.approx(32, rel=1e-2)
     low_rank = result["low_rank_offspring_per_s"] / result["baseline_offspring_per_s"]
     assert result["low_rank"] == 1 and result["low_rank_offspring_per_s"] > 0
     assert result["low_rank_ratio"] == pytest.approx(low_rank, rel=1e-3)
