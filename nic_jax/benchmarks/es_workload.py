@@ -45,7 +45,9 @@ class Shape:
     batch_size: int = 128  # B unique images
     num_images: int = 1024  # images of the reference split (df, references)
     chunk_size: int = 2  # members vmapped together on a CPU (`with_chunk`)
-    noise_chunk_size: int = 32  # pairs whose noise `tell` sums together
+    # pairs whose noise `tell` sums together; 0: the trainer's default (one at a
+    # time for full rank, `lowrank.FACTOR_CHUNK` for low rank)
+    noise_chunk_size: int = 0
     table_size: int = 2**24  # shared noise table (floats)
 
 
@@ -56,7 +58,6 @@ QUICK = Shape(
     batch_size=8,
     num_images=64,
     chunk_size=8,
-    noise_chunk_size=8,
     table_size=2**18,
 )
 
@@ -180,19 +181,32 @@ def low_rank_strategy(work: Workload, population: int, rank: int):
         full.optimizer,
         rank=rank,
         eval_chunk_size=full.eval_chunk_size,
-        noise_chunk_size=0,  # all pairs in one product per matrix
+        noise_chunk_size=full.noise_chunk_size,
     )
 
 
-def time_generations(work: Workload, strategy, repeats: int) -> dict:
-    """Compiles the trainer's generation for `strategy` and times `repeats` runs."""
+def strategy_for(work: Workload, population: int, rank: int):
+    """Full-rank NES (`rank` 0) or rank-`rank` `LowRankNES` of P members."""
+    if rank > 0:
+        return low_rank_strategy(work, population, rank)
+    return nes_strategy(work, population)
+
+
+def compiled_generation(work: Workload, strategy):
+    """`generation_fn` for `strategy` (its population decoder), lowered and
+    compiled ahead of time: (compiled, initial state, args, compile seconds)."""
     decoder = lowrank.population_decoder(strategy, work.decoder)
     generation = generation_fn(dataclasses.replace(work, decoder=decoder), strategy)
     state = initial_state(work, strategy)
     args = (work.batch, work.reward, work.source)
     start = time.perf_counter()
     compiled = generation.lower(state, *args).compile()
-    compile_s = time.perf_counter() - start
+    return compiled, state, args, time.perf_counter() - start
+
+
+def time_generations(work: Workload, strategy, repeats: int) -> dict:
+    """Compiles the trainer's generation for `strategy` and times `repeats` runs."""
+    compiled, state, args, compile_s = compiled_generation(work, strategy)
     runs = timed_runs(compiled, state, args, repeats)
     memory = compiled.memory_analysis()
     return {
@@ -222,20 +236,17 @@ def timed_runs(compiled, state, args, repeats: int) -> dict:
     }
 
 
-def run_generations(population: int, shape: Shape, repeats: int) -> dict:
-    """Compiles one generation of P members and runs it `repeats` times.
+def run_generations(population: int, shape: Shape, repeats: int, rank=0) -> dict:
+    """Compiles one generation of P members and runs it `repeats` times; full-rank
+    noise, or rank-`rank` low-rank noise when `rank` > 0.
 
     Returns wall and CPU (all threads) seconds per run, compile seconds, the f32
     matmul peak measured just before and after the runs (`timing.with_peak`),
     XLA's memory plan of the compiled generation and the peak RSS (MB).
     """
     work = build(shape)
-    strategy = nes_strategy(work, population)
-    state = initial_state(work, strategy)
-    args = (work.batch, work.reward, work.source)
-    start = time.perf_counter()
-    compiled = generation_fn(work, strategy).lower(state, *args).compile()
-    compile_s = time.perf_counter() - start
+    strategy = strategy_for(work, population, rank)
+    compiled, state, args, compile_s = compiled_generation(work, strategy)
     peak_size = 512 if shape.size < Shape.size else 0
     runs, peak = timing.with_peak(
         lambda: timed_runs(compiled, state, args, repeats), peak_size
@@ -256,10 +267,15 @@ def run_generations(population: int, shape: Shape, repeats: int) -> dict:
 
 
 def measure_in_subprocess(
-    population: int, quick: bool, batch_size: int = 0, repeats: int = 1, chunk=0
+    population: int,
+    quick: bool,
+    batch_size: int = 0,
+    repeats: int = 1,
+    chunk=0,
+    rank=0,
 ) -> dict:
     """`run_generations` in a fresh interpreter; batch_size 0 keeps the shape's,
-    chunk 0 picks `with_chunk`'s default."""
+    chunk 0 picks `with_chunk`'s default, rank 0 full-rank noise."""
     command = [
         sys.executable,
         "-m",
@@ -270,6 +286,7 @@ def measure_in_subprocess(
         f"--repeats={repeats}",
         f"--quick={quick}",
         f"--chunk_size={chunk}",
+        f"--noise_rank={rank}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -33,6 +33,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed generations per population.
 _CHUNK = flags.DEFINE_integer(
     "chunk_size", 0, "Members vmapped together (0: 2 on CPU, 128 on GPU/TPU)."
 )
+_RANK = flags.DEFINE_integer(
+    "noise_rank", 0, "Worker: rank r of low-rank noise (0: full-rank noise)."
+)
 _CHILD = flags.DEFINE_bool("child", False, "Worker mode: measure one population.")
 
 
@@ -78,7 +81,9 @@ def main(argv) -> None:
     populations = [int(p) for p in _POPULATIONS.value]
     if _CHILD.value:
         shape = shape_for(_QUICK.value, _BATCH.value, _CHUNK.value)
-        result = es_workload.run_generations(populations[0], shape, _REPEATS.value)
+        result = es_workload.run_generations(
+            populations[0], shape, _REPEATS.value, _RANK.value
+        )
     else:
         default = [4, 16] if _QUICK.value else [64, 256, 1024, 4096]
         result = run_benchmark(

@@ -195,7 +195,7 @@ def _lowrank_dot_general(factor: LowRank, coef):
     full rank): at 8 / 32 / 64 images (rank 1) shared 1.83 / 1.30 / 1.16x,
     stacked 1.40 / 1.13 / 1.07x; at 128 (rank 4) shared 0.78x, stacked 1.01x.
     `rhs` may carry rows below W that `lhs` matches with columns after its first m
-    (`layers.output_logits` stacks the bias so when `stacks_rows(rows)`): `a`
+    (`layers.folded_linear` stacks the bias so when `stacks_rows(rows)`): `a`
     reads the first m columns."""
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, **kwargs):
@@ -213,7 +213,7 @@ def _lowrank_dot_general(factor: LowRank, coef):
         )
         return shared + (low @ factor.b.T).astype(shared.dtype)
 
-    dot_general.stacks_rows = stacks_products  # for `layers.output_logits`
+    dot_general.stacks_rows = stacks_products  # for `layers.folded_linear`
     return dot_general
 
 
@@ -297,11 +297,18 @@ class LowRankDecoder:
         return self._module(params).step_logits(ctx, state, token, key)
 
 
+# Pairs whose factors `gradient` contracts per product when noise_chunk_size is 0.
+# Ask + tell of P = 1,024 (FC-128, rank 4, 2-core CPU): pairs per product 8 / 16 /
+# 32 / 64 / all 512 took 0.33 / 0.34 / 0.42 / 0.55 / 0.96 s with 16 / 25 / 63 /
+# 119 / 1,040 MB of XLA temporaries (BENCHMARKS.md, low-rank section).
+FACTOR_CHUNK = 8
+
+
 class LowRankNES(NES):
     """`nes.NES` with rank-`rank` matrix noise: `fitness_fn(LowRankParams, key)`.
 
     Same arguments as `NES` plus `rank` r >= 1 (`noise_chunk_size` pairs are
-    contracted per matrix product in `gradient`, 0: all of them); `source`
+    contracted per matrix product in `gradient`, 0: `FACTOR_CHUNK`); `source`
     arguments are ignored
     (the factors are always drawn from member keys) and safe-mutation scales are
     refused (a per-entry scale would make the noise full rank).
@@ -360,8 +367,7 @@ class LowRankNES(NES):
     def _factor_sum(self, key, indices, weights) -> jax.Array:
         """Flat (N,) sum_i weights[i] eps_i, split over `axis` as `NES` does."""
 
-        # noise_chunk_size 0 (the trainer's default): all pairs in one product
-        chunk = self.noise_chunk_size or indices.shape[0]
+        chunk = self.noise_chunk_size or FACTOR_CHUNK  # 0: the trainer's default
 
         def weighted_sum(idx, w):
             tree = weighted_factor_sum(key, idx, w, self.template, self.rank, chunk)

@@ -25,8 +25,8 @@ from nic_jax.errors import InputError
 from nic_jax.models.layers import (
     StepLogits,
     dropout,
+    folded_linear,
     hidden_sizes,
-    output_logits,
     torch_linear,
 )
 
@@ -142,4 +142,4 @@ class AttModel(StepLogits, nnx.Module):
         xt = self._embed_relu_dropout(self.embed, token, embed_key)
         output, state = self.core(xt, ctx, state)
         output = dropout(output, self.drop_prob_lm, out_key)
-        return output_logits(self.logit, output), state
+        return folded_linear(self.logit, output), state

@@ -14,8 +14,8 @@ from flax import nnx
 from nic_jax.models.layers import (
     StepLogits,
     dropout,
+    folded_linear,
     hidden_sizes,
-    output_logits,
     torch_linear,
     uniform_embed,
     uniform_linear,
@@ -32,7 +32,7 @@ class LSTMCore(nnx.Module):
 
     def __call__(self, x: jax.Array, state: tuple[jax.Array, jax.Array]):
         h, c = state
-        sums = self.i2h(x) + self.h2h(h)
+        sums = folded_linear(self.i2h, x) + folded_linear(self.h2h, h)
         in_gate, forget_gate, out_gate, cand_a, cand_b = jnp.split(sums, 5, axis=-1)
         next_c = jax.nn.sigmoid(forget_gate) * c + jax.nn.sigmoid(
             in_gate
@@ -77,4 +77,4 @@ class FCModel(StepLogits, nnx.Module):
         del ctx  # the image entered through the state at t=0
         output, state = self.core(self.embed(token), state)
         output = dropout(output, self.drop_prob_lm, key)
-        return output_logits(self.logit, output), state
+        return folded_linear(self.logit, output), state

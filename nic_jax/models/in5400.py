@@ -38,8 +38,8 @@ from nic_jax.models import cells
 from nic_jax.models.layers import (
     StepLogits,
     dropout,
+    folded_linear,
     hidden_sizes,
-    output_logits,
     torch_linear,
 )
 
@@ -158,7 +158,7 @@ class IN5400Decoder(StepLogits, nnx.Module):
         words = self.embed(token)
         img = jnp.broadcast_to(ctx["img"], words.shape[:-1] + ctx["img"].shape[-1:])
         top, state = self.rnn(jnp.concatenate([words, img], -1), state)
-        return output_logits(self.output_layer, top), state
+        return folded_linear(self.output_layer, top), state
 
 
 class IN5400RNN(IN5400Decoder):
@@ -251,6 +251,6 @@ class IN5400Attention(StepLogits, nnx.Module):
         weights = self.attention_weights(hc0, ctx.get("att_mask"), key)
         attended = jnp.einsum("...k,...km->...m", weights, ctx["regions"])
         top, state1 = self.lstm1(jnp.concatenate([h0, attended], -1), state[..., 1:, :])
-        return output_logits(self.output_layer, top), jnp.concatenate(
+        return folded_linear(self.output_layer, top), jnp.concatenate(
             [state0, state1], axis=-2
         )

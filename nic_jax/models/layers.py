@@ -64,16 +64,17 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
-def output_logits(layer: nnx.Linear, x: jax.Array) -> jax.Array:
-    """`layer(x)` for the vocabulary projection, with the bias inside the matmul
-    on CPU: [x, 1] @ [[kernel], [bias]]. XLA:CPU adds a bias in a pass of its own
-    over the (rows, V + 1) logits, 12% of a greedy decode step at V + 1 = 9,488
-    (BENCHMARKS.md, NIC-NES throughput); in a decode loop the stacked matrix is
-    loop-invariant and built once. Elsewhere (GPU, TPU) the bias stays apart, so
-    that the matmul keeps its aligned inner size. A layer's own `dot_general`
-    (the low-rank population's, `evolution.lowrank`) gets the stacked operands
-    when it takes them for this many rows (`stacks_rows(rows)`); any other is
-    called as it is."""
+def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
+    """`layer(x)` with the bias inside the matmul on CPU: [x, 1] @ [[kernel],
+    [bias]], for the decoders' vocabulary projection and the FC model's LSTM
+    gates. XLA:CPU adds a bias in a pass of its own over the (rows, V + 1)
+    logits, 12% of a greedy decode step at V + 1 = 9,488, and ran the gates'
+    products of inner size 128 ~1.4x slower than at 129 (BENCHMARKS.md, NIC-NES
+    throughput). In a decode loop the stacked matrix is loop-invariant and built
+    once. Elsewhere (GPU, TPU) the bias stays apart, so that the matmul keeps its
+    aligned inner size. A layer's own `dot_general` (the low-rank population's,
+    `evolution.lowrank`) gets the stacked operands when it takes them for this
+    many rows (`stacks_rows(rows)`); any other is called as it is."""
     if not _folds_bias(layer, math.prod(x.shape[:-1])):
         return layer(x)
     kernel = jnp.concatenate([layer.kernel[...], layer.bias[...][None]], axis=0)

@@ -17,8 +17,8 @@ from nic_jax.models.attention import split_key
 from nic_jax.models.layers import (
     StepLogits,
     dropout,
+    folded_linear,
     hidden_sizes,
-    output_logits,
     pad_units,
     torch_linear,
     uniform_embed,
@@ -142,4 +142,4 @@ class ShowTellModel(StepLogits, nnx.Module):
         core_key, out_key = split_key(key, 2)
         output, state = self.core(self.embed(token), state, core_key)
         output = dropout(output, self.drop_prob_lm, out_key)
-        return output_logits(self.logit, output), state
+        return folded_linear(self.logit, output), state

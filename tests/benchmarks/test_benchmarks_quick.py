@@ -64,6 +64,10 @@ def test_es_throughput_quick():
     low_rank = result["low_rank_offspring_per_s"] / result["baseline_offspring_per_s"]
     assert result["low_rank"] == 1 and result["low_rank_offspring_per_s"] > 0
     assert result["low_rank_ratio"] == pytest.approx(low_rank, rel=1e-3)
+    versus_full = result["low_rank_offspring_per_s"] / result["offspring_per_s"]
+    assert result["low_rank_vs_full_rank"] == pytest.approx(versus_full, rel=1e-3)
+    generation = result["low_rank_generation_s"] * result["low_rank_offspring_per_s"]
+    assert generation == pytest.approx(32, rel=1e-2)
     assert set(result["baseline_seconds"]) == {"noise_and_perturb", "decode", "cider"}
     flops = es_workload.fc_flops_per_image(es_workload.QUICK) * 8
     assert result["gflop_per_offspring"] == pytest.approx(flops / 1e9, rel=1e-3)

@@ -190,10 +190,11 @@ def test_antithetic_members_are_opposite_and_share_their_fitness_key():
     assert float(jnp.abs(delta[0] - delta[2]).max()) > 0.05  # pairs differ
 
 
-@pytest.mark.parametrize("chunk", [0, 2])
+@pytest.mark.parametrize("chunk", [0, 2, 5])
 def test_estimator_equals_the_explicit_weighted_sum(chunk):
     """g = sigma * sum_i (rank+_i - rank-_i) A_i B_i^T / sqrt(r) / (2n), pairs
-    contracted 2 at a time (5 pairs: one padded) or all at once."""
+    contracted 2 at a time (5 pairs: one padded), all at once, or the default's
+    (`FACTOR_CHUNK`) at a time."""
     _, params, _, _ = _model("fc")
     strategy = _strategy(params, num_pairs=5, rank=3, noise_chunk_size=chunk)
     sigma = 0.02

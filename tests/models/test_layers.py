@@ -6,7 +6,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
-from nic_jax.models.layers import output_logits
+from nic_jax.models.layers import folded_linear
 
 
 def _layer():
@@ -15,15 +15,15 @@ def _layer():
     return layer
 
 
-def test_output_logits_are_the_layer_with_the_bias_inside_the_matmul():
+def test_folded_linear_is_the_layer_with_the_bias_inside_the_matmul():
     layer = _layer()
     x = jax.random.normal(jax.random.key(2), (3, 5, 24))
-    got = output_logits(layer, x)
+    got = folded_linear(layer, x)
     want = np.asarray(x) @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert got.shape == (3, 5, 1000)
     if jax.default_backend() == "cpu":  # one dot over the stacked matrix
-        jaxpr = jax.make_jaxpr(lambda v: output_logits(layer, v))(x).jaxpr
+        jaxpr = jax.make_jaxpr(lambda v: folded_linear(layer, v))(x).jaxpr
         primitives = {eqn.primitive.name for eqn in jaxpr.eqns}
         assert "concatenate" in primitives and "add" not in primitives
 
@@ -34,9 +34,9 @@ def test_a_layer_with_its_own_dot_general_is_called_as_it_is():
         2.0 * lax.dot_general(lhs, rhs, *args, **kwargs)
     )
     x = jax.random.normal(jax.random.key(3), (4, 24))
-    np.testing.assert_allclose(output_logits(layer, x), layer(x), rtol=1e-6)
+    np.testing.assert_allclose(folded_linear(layer, x), layer(x), rtol=1e-6)
     np.testing.assert_allclose(
-        output_logits(layer, x),
+        folded_linear(layer, x),
         2.0 * x @ layer.kernel[...] + layer.bias[...],
         rtol=1e-5,
         atol=1e-5,
@@ -50,6 +50,6 @@ def test_layers_without_a_bias_or_with_settings_of_their_own_are_called_as_they_
         nnx.Linear(24, 100, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)),
         nnx.Linear(24, 100, precision=lax.Precision.HIGHEST, rngs=nnx.Rngs(0)),
     ):
-        got = output_logits(layer, x)
+        got = folded_linear(layer, x)
         assert got.dtype == layer(x).dtype
         np.testing.assert_array_equal(got, layer(x))
