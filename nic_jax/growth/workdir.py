@@ -22,6 +22,7 @@ import numpy as np
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
+from nic_jax import config_fields
 from nic_jax.errors import InputError
 from nic_jax.evaluation.restore import choose_step, read_config
 from nic_jax.growth import transforms
@@ -61,13 +62,12 @@ def widen_train_state(train, params, widening, method: str, seed: int = 0):
     return visit(train)
 
 
+_LEARNING_RATES = ("optim.learning_rate", "es.learning_rate")
+
+
 def _grown_run_config(config, model_config, ratio: float, rescale_lr: bool):
-    config = config.copy_and_resolve_references()
+    config = config_fields.scaled(config, _LEARNING_RATES, ratio if rescale_lr else 1)
     config.model = model_config
-    if rescale_lr:
-        for group in ("optim", "es"):
-            if group in config and "learning_rate" in config[group]:
-                config[group].learning_rate = config[group].learning_rate * ratio
     return config
 
 
@@ -75,11 +75,8 @@ def _overrides(config, rescale_lr: bool) -> str:
     """The command-line overrides that resume the grown run with `nic_jax.main`."""
     sizes = ",".join(str(size) for size in config.model.hidden_sizes)
     flags = [f"--config.model.hidden_sizes={sizes}"]
-    for group in ("optim", "es") if rescale_lr else ():
-        if group in config and "learning_rate" in config[group]:
-            flags.append(
-                f"--config.{group}.learning_rate={config[group].learning_rate}"
-            )
+    rates = config_fields.present(config, _LEARNING_RATES) if rescale_lr else []
+    flags += [f"--config.{f}={config_fields.value(config, f)}" for f in rates]
     return " ".join(flags)
 
 

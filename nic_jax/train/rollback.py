@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from nic_jax import parallel
+from nic_jax import config_fields, parallel
 from nic_jax.train import checkpoint, numerics
 
 FILE = "rollbacks.json"
@@ -66,11 +66,7 @@ def scaled_config(config, records: list):
     if not records:
         return config
     factor = math.prod(r["factor"] for r in records)
-    config = config.copy_and_resolve_references()
-    for dotted in _SCALED:
-        section, name = dotted.split(".")
-        if section in config and name in config[section]:
-            config[section][name] = config[section][name] * factor
+    config = config_fields.scaled(config, _SCALED, factor)
     with config.unlocked():
         if "numerics" not in config:
             config.numerics = {}
