@@ -5,7 +5,7 @@
 #
 #   1. es_throughput --low_rank=4   issue 8's target: a generation of 1,024
 #                                   offspring x 128 images of FC-128 (its
-#                                   `engine_generation_s`; full and low rank)
+#                                   `generation_s`; full and low rank)
 #   2. lowrank --rank=4             low-rank against full-rank noise
 #   3. es_throughput --matmul_precision=bfloat16 --low_rank=0
 #   4. decode, 5. xe_step, 6. memory, 7. metrics

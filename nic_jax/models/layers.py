@@ -95,9 +95,11 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
 def bf16_matmuls_requested() -> bool:
     """Whether the f32 matmul precision in force is "bfloat16"
     (`compute.matmul_precision`). XLA:CPU ignores that setting and multiplies in
-    f32; `folded_linear` honours it on CPU by multiplying bf16 operands into f32
-    sums, as GPU and TPU matrix units do (on a CPU with AVX512-BF16 the logit
-    product ran 1.6x faster, BENCHMARKS.md, NIC-NES throughput)."""
+    f32; `folded_linear` honours it on CPU for the products it folds by
+    multiplying bf16 operands into f32 sums, as GPU and TPU matrix units do (on a
+    CPU with AVX512-BF16 the logit product ran 1.6x faster, BENCHMARKS.md, NIC-NES
+    throughput). Other CPU products (the rest of the layers, and the low-rank
+    population's shared x W below 128 rows a member) stay f32."""
     return jax.config.jax_default_matmul_precision == "bfloat16"
 
 
