@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from nic_jax import app, parallel
+from nic_jax import app, parallel, xla_flags
 from nic_jax.benchmarks import es_workload, timing
 from nic_jax.evolution.nes import NES
 
@@ -41,10 +41,7 @@ def fake_cpu_devices(count: int) -> None:
     the flag when the backend starts, so call this before any computation."""
     if os.environ.get("JAX_PLATFORMS", "cpu") != "cpu":
         return
-    flags_now = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags_now:
-        flag = f"--xla_force_host_platform_device_count={count}"
-        os.environ["XLA_FLAGS"] = f"{flags_now} {flag}".strip()
+    xla_flags.add_xla_flag("xla_force_host_platform_device_count", str(count))
 
 
 def _jitted_generation(work, strategy, mesh):

@@ -1,0 +1,32 @@
+"""XLA flags: the ones every command line sets, and one helper to add a flag.
+
+XLA reads `XLA_FLAGS` once, when JAX starts its first backend, so these take
+effect only when set before any computation; `app.run` sets the defaults before
+a command's `main`. A flag the user's own `XLA_FLAGS` already names is left as
+the user set it.
+
+Defaults:
+  --xla_gpu_enable_triton_gemm=false: XLA's GPU GemmFusion pass aborted the
+    process while compiling the population generation of ES (jax 0.11.2 on an
+    NVIDIA H200, 2026-12-04: `triton_tiling_propagation.cc: Check failed:
+    src_fragment_it != src_fragments_order.end()`, in every program that
+    decodes a population: es_throughput, lowrank, memory). Without the pass
+    XLA's dots go to cuBLAS; CPUs and TPUs ignore the flag.
+"""
+
+import os
+
+DEFAULT_FLAGS = {"xla_gpu_enable_triton_gemm": "false"}
+
+
+def add_xla_flag(name: str, value: str, environ=os.environ) -> None:
+    """Appends `--name=value` to `XLA_FLAGS` unless it already names `name`."""
+    present = environ.get("XLA_FLAGS", "")
+    if f"--{name}" not in present:
+        environ["XLA_FLAGS"] = f"{present} --{name}={value}".strip()
+
+
+def add_default_xla_flags(environ=os.environ) -> None:
+    """Adds DEFAULT_FLAGS to `XLA_FLAGS` (call before JAX's first computation)."""
+    for name, value in DEFAULT_FLAGS.items():
+        add_xla_flag(name, value, environ)
