@@ -1,14 +1,22 @@
 """Test set-up: 4 fake CPU devices before JAX starts, a private dataset cache, and
 one compilation cache for the session (tests and their subprocesses compile the
-same tiny trainers many times; XLA compile time dominates the suite on 2 cores)."""
+same tiny trainers many times; XLA compile time dominates the suite on 2 cores).
+
+Tests and the subprocesses they start compile with LLVM at -O0
+(`--xla_backend_optimization_level=0`): XLA's own HLO passes still run and
+floating-point semantics are the same (no fast math either way), the tiny
+programs run a little slower and compile much faster (tests/models/test_in5400.py
+with tests/train/test_scst.py: 102 s -> 66 s on 2 cores). Benchmarks and the
+command lines compile at XLA's default level."""
 
 import os
 import tempfile
 
+from nic_jax import xla_flags
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-).strip()
+xla_flags.add_xla_flag("xla_force_host_platform_device_count", "4")
+xla_flags.add_xla_flag("xla_backend_optimization_level", "0")
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="nic_jax_xla_cache_")
 )

@@ -90,9 +90,11 @@ def _latest(workdir, like=None):
 def test_two_processes_checkpoint_resume_and_match_one_process(tmp_path):
     reference = str(tmp_path / "one_process")
     nes.train_and_evaluate(_config(4), reference)
+    flags = os.environ.get("XLA_FLAGS", "").split()  # conftest's, 2 devices each
+    flags = [f for f in flags if "xla_force_host_platform_device_count" not in f]
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS=" ".join(flags + ["--xla_force_host_platform_device_count=2"]),
         JAX_PLATFORMS="cpu",
         PYTHON=sys.executable,
         # the resumed run reuses the first run's compiled programs
