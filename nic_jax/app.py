@@ -16,7 +16,6 @@ import traceback
 
 from absl import app, flags, logging
 
-from nic_jax import xla_flags
 from nic_jax.errors import InputError, WriteError
 
 __all__ = ["InputError", "run"]
@@ -145,9 +144,7 @@ def parse_flags(argv: list) -> list:
 
 
 def run(main_fn) -> None:
-    """`absl.app.run(main_fn)` with user errors and clean stops as one line, and
-    the project's default XLA flags (`xla_flags`) set before JAX starts."""
-    xla_flags.add_default_xla_flags()
+    """`absl.app.run(main_fn)` with user errors and clean stops as one line."""
 
     def guarded(argv):
         logging.get_absl_handler().addFilter(_QuietLibraries())

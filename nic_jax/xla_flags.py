@@ -1,9 +1,10 @@
 """XLA flags: the ones every command line sets, and one helper to add a flag.
 
 XLA reads `XLA_FLAGS` once, when JAX starts its first backend, so these take
-effect only when set before any computation; `app.run` sets the defaults before
-a command's `main`. A flag the user's own `XLA_FLAGS` already names is left as
-the user set it.
+effect only when set before any computation: importing `nic_jax` sets the
+defaults, so every command line has them, and a notebook or program has them
+when it imports nic_jax before it runs anything on JAX. A flag the user's own
+`XLA_FLAGS` already names is left as the user set it.
 
 Defaults:
   --xla_gpu_enable_triton_gemm=false: XLA's GPU GemmFusion pass aborted the

@@ -28,16 +28,16 @@ def test_a_flag_the_user_set_is_kept_as_set():
     assert environ["XLA_FLAGS"] == "--xla_gpu_enable_triton_gemm=true"
 
 
-def test_every_command_line_starts_jax_with_the_defaults():
-    """`app.run` sets the defaults before main, and XLA:CPU accepts them (an
-    unknown flag in XLA_FLAGS aborts the backend's start)."""
+def test_importing_nic_jax_starts_jax_with_the_defaults():
+    """Importing the package sets the defaults (so every command line, and a
+    notebook that imports nic_jax before JAX runs, has them), and XLA:CPU accepts
+    them (an unknown flag in XLA_FLAGS aborts the backend's start)."""
     program = (
-        "import os, jax, jax.numpy as jnp\n"
-        "from nic_jax import app\n"
-        "def main(argv):\n"
-        "    print(os.environ['XLA_FLAGS'])\n"
-        "    print(float(jnp.ones((2, 2)).sum()))\n"
-        "app.run(main)\n"
+        "import os\n"
+        "import nic_jax\n"
+        "import jax.numpy as jnp\n"
+        "print(os.environ['XLA_FLAGS'])\n"
+        "print(float(jnp.ones((2, 2)).sum()))\n"
     )
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
     done = subprocess.run(
