@@ -6,9 +6,10 @@
 #   1. es_throughput --low_rank=4   issue 8's target: a generation of 1,024
 #                                   offspring x 128 images of FC-128 (its
 #                                   `generation_s`; full and low rank)
-#   2. lowrank --rank=4             low-rank against full-rank noise
-#   3. es_throughput --matmul_precision=bfloat16 --low_rank=0
-#   4. decode, 5. xe_step, 6. memory, 7. metrics
+#   2. profile_generation --rank=4  where that generation's time goes, by kernel
+#   3. lowrank --rank=4             low-rank against full-rank noise
+#   4. es_throughput --matmul_precision=bfloat16 --low_rank=0
+#   5. decode, 6. xe_step, 7. memory, 8. metrics
 #
 #   launch/gpu_bench.sh [OUT.jsonl] [flags for every benchmark, e.g. --quick]
 #   NIC_JAX_BENCH_BUDGET_S=480 launch/gpu_bench.sh /tmp/bench_h100.jsonl
@@ -94,6 +95,7 @@ run_one() {
 
 plan=(
   "es_throughput|--low_rank=4"
+  "profile_generation|--rank=4"
   "lowrank|--rank=4"
   "es_throughput|--matmul_precision=bfloat16 --low_rank=0"
   "decode|"

@@ -204,20 +204,6 @@ def compiled_generation(work: Workload, strategy):
     return compiled, state, args, time.perf_counter() - start
 
 
-def time_generations(work: Workload, strategy, repeats: int) -> dict:
-    """Compiles the trainer's generation for `strategy` and times `repeats` runs."""
-    compiled, state, args, compile_s = compiled_generation(work, strategy)
-    runs = timed_runs(compiled, state, args, repeats)
-    memory = compiled.memory_analysis()
-    return {
-        "generations_per_s": 1.0 / min(runs["seconds"]),
-        "seconds": runs["seconds"],
-        "compile_s": compile_s,
-        "fitness_mean": float(runs["metrics"]["es/fitness_mean"]),
-        "xla_temp_mb": getattr(memory, "temp_size_in_bytes", -1) / 1e6,
-    }
-
-
 def timed_runs(compiled, state, args, repeats: int) -> dict:
     """Runs the compiled generation `repeats` times, threading the donated state;
     wall and CPU (all threads) seconds of each run, the last metrics and state."""
@@ -276,9 +262,7 @@ def measure_in_subprocess(
 ) -> dict:
     """`run_generations` in a fresh interpreter; batch_size 0 keeps the shape's,
     chunk 0 picks `with_chunk`'s default, rank 0 full-rank noise."""
-    command = [
-        sys.executable,
-        "-m",
+    return json_line_of(
         "nic_jax.benchmarks.memory",
         "--child",
         f"--populations={population}",
@@ -287,7 +271,14 @@ def measure_in_subprocess(
         f"--quick={quick}",
         f"--chunk_size={chunk}",
         f"--noise_rank={rank}",
-    ]
+    )
+
+
+def json_line_of(module: str, *args: str) -> dict:
+    """Runs `python -m module args` in a fresh interpreter; its last stdout line,
+    parsed. The variants a benchmark compares run so, each in its own process
+    (no allocations, compiled programs or peak RSS of the other)."""
+    command = [sys.executable, "-m", module, *args]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")

@@ -115,6 +115,36 @@ def test_xe_step_quick():
         assert record["gflop_per_step"] > 0 and record["fraction_of_peak"] > 0
 
 
+def test_lowrank_quick_runs_each_variant_in_fresh_processes():
+    result = run_quick("lowrank", "--processes=2", "--repeats=1")
+    full, low = result["full_rank_seconds"], result["low_rank_seconds"]
+    assert len(full) == len(low) == 2  # one generation in each of 2 processes
+    assert result["ratio"] == pytest.approx(min(full) / min(low), rel=1e-3)
+    assert result["full_rank_generations_per_s"] == pytest.approx(1 / min(full), 1e-3)
+    # the same pairs, sigma and images: both fitness means are CIDEr-D scores
+    assert 0 <= result["full_rank_fitness_mean"] <= 10
+    assert 0 <= result["low_rank_fitness_mean"] <= 10
+
+
+def test_profile_generation_quick(tmp_path):
+    result = run_quick("profile_generation", "--top=5", f"--trace_dir={tmp_path}")
+    assert result["population"] == 16 and result["rank"] == 4
+    for name in ("full_rank", "low_rank"):
+        variant = result[name]
+        assert variant["source"] == "host events"  # a CPU: XLA's ops on threads
+        assert variant["kernel_ms"] is None and variant["busy_fraction"] is None
+        assert variant["wall_s"] > 0 and variant["traced_wall_s"] > 0
+        rows = variant["top"]
+        assert 0 < len(rows) <= 5
+        assert all(ms > 0 and calls >= 1 for _, ms, calls, _ in rows)
+        assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)
+        assert sum(share for *_, share in rows) <= 1.0 + 1e-3
+        assert not any(r[0].startswith("$") or "::" in r[0] for r in rows)
+        assert list((tmp_path / name).rglob("*.trace.json.gz"))  # kept
+    expected = result["full_rank"]["wall_s"] / result["low_rank"]["wall_s"]
+    assert result["low_rank_vs_full_rank"] == pytest.approx(expected, rel=1e-2)
+
+
 def test_fc_flop_count_matches_xla_and_params_match_the_model():
     shape = es_workload.Shape()  # issue 5's FC-128, V = 9,487
     decoder, params = workload.build_model(

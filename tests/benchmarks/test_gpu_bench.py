@@ -53,6 +53,7 @@ def test_runs_the_plan_in_order_and_records_a_failure_without_stopping(tmp_path)
     names = [line["benchmark"] for line in lines[1:]]
     assert names == [
         "es_throughput",
+        "profile_generation",
         "lowrank",
         "es_throughput",
         "decode",
@@ -61,23 +62,24 @@ def test_runs_the_plan_in_order_and_records_a_failure_without_stopping(tmp_path)
         "metrics",
     ]
     assert lines[1]["argv"] == ["--low_rank=4", "--quick"]
-    assert lines[2] == {
+    assert lines[2]["argv"] == ["--rank=4", "--quick"]
+    assert lines[3] == {
         "benchmark": "lowrank",
         "flags": "--rank=4",
         "error": "exit status 3",
     }
-    assert lines[3]["argv"] == [
+    assert lines[4]["argv"] == [
         "--matmul_precision=bfloat16",
         "--low_rank=0",
         "--quick",
     ]
-    assert lines[4]["argv"] == ["--quick"]
+    assert lines[5]["argv"] == ["--quick"]
 
 
 def test_budget_skips_what_cannot_start_with_a_minute_left(tmp_path):
     done, lines = _run(tmp_path, NIC_JAX_BENCH_BUDGET_S="62", SLEEP_es_throughput="3")
     assert [line["benchmark"] for line in lines[1:]] == ["es_throughput"]
-    assert "lowrank --rank=4: skipped" in done.stderr
+    assert "profile_generation --rank=4: skipped" in done.stderr
 
 
 def test_only_runs_the_named_benchmarks(tmp_path):
