@@ -20,10 +20,19 @@ import os
 DEFAULT_FLAGS = {"xla_gpu_enable_triton_gemm": "false"}
 
 
+def names_flag(xla_flags: str, name: str) -> bool:
+    """Whether `xla_flags` sets `--name` (bare or `--name=...`; a longer flag
+    name that begins the same, `--name_int4`, is another flag)."""
+    return any(
+        word == f"--{name}" or word.startswith(f"--{name}=")
+        for word in xla_flags.split()
+    )
+
+
 def add_xla_flag(name: str, value: str, environ=os.environ) -> None:
     """Appends `--name=value` to `XLA_FLAGS` unless it already names `name`."""
     present = environ.get("XLA_FLAGS", "")
-    if f"--{name}" not in present:
+    if not names_flag(present, name):
         environ["XLA_FLAGS"] = f"{present} --{name}={value}".strip()
 
 

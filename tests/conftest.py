@@ -3,7 +3,8 @@ one compilation cache for the session (tests and their subprocesses compile the
 same tiny trainers many times; XLA compile time dominates the suite on 2 cores).
 
 Tests and the subprocesses they start compile with LLVM at -O0
-(`--xla_backend_optimization_level=0`): XLA's own HLO passes still run and
+(`--xla_backend_optimization_level=0`; the benchmark smoke tests start theirs
+with an empty XLA_FLAGS, as a user runs them): XLA's own HLO passes still run and
 floating-point semantics are the same (no fast math either way), the tiny
 programs run a little slower and compile much faster (tests/models/test_in5400.py
 with tests/train/test_scst.py: 102 s -> 66 s on 2 cores). Benchmarks and the
@@ -15,6 +16,11 @@ import tempfile
 from nic_jax import xla_flags
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["XLA_FLAGS"] = " ".join(  # the tests assume 4 devices, whatever was set
+    word
+    for word in os.environ.get("XLA_FLAGS", "").split()
+    if not word.startswith("--xla_force_host_platform_device_count")
+)
 xla_flags.add_xla_flag("xla_force_host_platform_device_count", "4")
 xla_flags.add_xla_flag("xla_backend_optimization_level", "0")
 os.environ.setdefault(

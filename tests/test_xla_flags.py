@@ -22,6 +22,15 @@ def test_add_xla_flag_starts_an_empty_environment():
     assert environ == {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 
 
+def test_a_flag_whose_name_only_begins_the_same_is_another_flag():
+    environ = {"XLA_FLAGS": "--xla_gpu_enable_triton_gemm_int4=true"}
+    xla_flags.add_default_xla_flags(environ)
+    assert environ["XLA_FLAGS"].split() == [
+        "--xla_gpu_enable_triton_gemm_int4=true",
+        "--xla_gpu_enable_triton_gemm=false",
+    ]
+
+
 def test_a_flag_the_user_set_is_kept_as_set():
     environ = {"XLA_FLAGS": "--xla_gpu_enable_triton_gemm=true"}
     xla_flags.add_default_xla_flags(environ)

@@ -18,6 +18,7 @@ population size has a peak RSS of its own.
 import dataclasses
 import functools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -33,6 +34,13 @@ from nic_jax.evolution import noise as noise_lib
 from nic_jax.evolution.nes import NES
 from nic_jax.models.functional import build_decoder, init_params
 from nic_jax.train import evolution
+
+# The benchmarks built on this module start child interpreters beside their own
+# process: on a GPU a parent holding JAX's default preallocation (75% of the
+# memory) would starve them, and a child's allocator peak would read the pool,
+# not the program's need. Set before JAX starts its backend (importing JAX does
+# not); a user's own setting stays.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +280,23 @@ def measure_in_subprocess(
         f"--chunk_size={chunk}",
         f"--noise_rank={rank}",
     )
+
+
+def measure_alternating(shape, quick: bool, population: int, ranks, repeats, n):
+    """`n` fresh-interpreter runs of each rank in `ranks`, alternating; per rank
+    its runs' seconds joined, and the other fields of its first run."""
+    runs = {r: [] for r in ranks}
+    for _ in range(n):
+        for r in ranks:
+            runs[r].append(
+                measure_in_subprocess(
+                    population, quick, shape.batch_size, repeats, shape.chunk_size, r
+                )
+            )
+    return [
+        runs[r][0] | {"seconds": [t for run in runs[r] for t in run["seconds"]]}
+        for r in ranks
+    ]
 
 
 def json_line_of(module: str, *args: str) -> dict:

@@ -39,27 +39,14 @@ from nic_jax.benchmarks import es_workload, timing
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model, P = 16 (CI smoke).")
 _POPULATION = flags.DEFINE_integer("population", 64, "Members P = 2n per generation.")
-_RANK = flags.DEFINE_integer("rank", 1, "Rank r of the low-rank noise.")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Timed generations per process.")
-_PROCESSES = flags.DEFINE_integer("processes", 2, "Fresh interpreters per variant.")
+_RANK = flags.DEFINE_integer("rank", 1, "Rank r of the low-rank noise.", lower_bound=1)
+_REPEATS = flags.DEFINE_integer(
+    "repeats", 2, "Timed generations per process.", lower_bound=1
+)
+_PROCESSES = flags.DEFINE_integer(
+    "processes", 2, "Fresh interpreters per variant.", lower_bound=1
+)
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Images B (0: the workload's 128).")
-
-
-def measure_alternating(shape, quick: bool, population: int, ranks, repeats, n):
-    """`n` fresh-interpreter runs of each rank in `ranks`, alternating; per rank
-    its runs' seconds joined, and the other fields of its first run."""
-    runs = {r: [] for r in ranks}
-    for _ in range(n):
-        for r in ranks:
-            runs[r].append(
-                es_workload.measure_in_subprocess(
-                    population, quick, shape.batch_size, repeats, shape.chunk_size, r
-                )
-            )
-    return [
-        runs[r][0] | {"seconds": [t for run in runs[r] for t in run["seconds"]]}
-        for r in ranks
-    ]
 
 
 def run_benchmark(
@@ -77,7 +64,7 @@ def run_benchmark(
     )
     if batch_size:
         shape = dataclasses.replace(shape, batch_size=batch_size)
-    full, low = measure_alternating(
+    full, low = es_workload.measure_alternating(
         shape, quick, population, (0, rank), repeats, processes
     )
     gflop = es_workload.fc_flops_per_image(shape) * shape.batch_size * population / 1e9

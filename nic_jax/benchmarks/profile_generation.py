@@ -11,23 +11,26 @@ noise (the baseline) and rank-r low-rank noise, runs in a fresh interpreter
 the profiler (`traced_wall_s`, without the profiler's start and stop). From that
 trace's complete events:
 
-* on an accelerator: the device's kernels, summed by name: `kernel_ms` (all of
-  them), `busy_fraction` = kernel_ms / traced wall (close to 1: the device never
-  waits for the host, no host round trip inside a generation), and `top`, the
-  `--top` kernels as [name, ms, calls, share of kernel_ms];
+* on an accelerator: the events of the device's processes ('/device:...'),
+  summed by name: `kernel_ms` (their sum), `busy_fraction` = kernel_ms / traced
+  wall (close to 1 on one GPU stream: the device never waits for the host, no
+  host round trip inside a generation), and `top`, the `--top` names as [name,
+  ms, calls, share of kernel_ms]. A sum, not a union: kernels that overlap on
+  several streams or devices, or a TPU trace's nested module / op / step lines,
+  count each time (then busy_fraction can pass 1);
 * on a CPU, where XLA's ops run on host threads: `top` ranks the host events
   of XLA's ops (not Python frames, '$...', nor the runtime's calls, '...::...',
   'PjitFunction(...)'); they nest (a loop's event holds its body's), so the
   shares are of their sum and `kernel_ms`, `busy_fraction` are null.
 
 `low_rank_vs_full_rank` = full-rank wall / low-rank wall (above 1: low rank
-faster). `--trace_dir` keeps the traces (TensorBoard's profile plugin, Perfetto);
-by default they go to a temporary directory. `--quick`: the tiny model, P = 16.
+faster), from one timed generation in one process each: a profile's figure, not
+a comparison (`nic_jax.benchmarks.lowrank` takes the best over processes; on a
+2-core CPU one process's best differed from another's by up to 32%).
+`--trace_dir` keeps the traces (TensorBoard's profile plugin, Perfetto); by
+default they go to a temporary directory. `--quick`: the tiny model, P = 16.
 """
 
-import collections
-import glob
-import gzip
 import json
 import os
 import tempfile
@@ -37,14 +40,16 @@ import jax
 from absl import flags
 
 from nic_jax import app
-from nic_jax.benchmarks import es_workload, timing
+from nic_jax.benchmarks import es_workload, timing, trace_ops
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model, P = 16 (CI smoke).")
 _POPULATION = flags.DEFINE_integer(
     "population", 0, "Members P (0: 1,024 on an accelerator, 64 on a CPU)."
 )
-_RANK = flags.DEFINE_integer("rank", 4, "Rank r of the low-rank variant.")
-_TOP = flags.DEFINE_integer("top", 12, "Ops listed per variant.")
+_RANK = flags.DEFINE_integer(
+    "rank", 4, "Rank r of the low-rank variant.", lower_bound=1
+)
+_TOP = flags.DEFINE_integer("top", 12, "Ops listed per variant.", lower_bound=1)
 _TRACE_DIR = flags.DEFINE_string("trace_dir", "", "Keep the traces here.")
 _CHILD_RANK = flags.DEFINE_integer(
     "child_rank", -1, "Worker: profile this variant alone (0: full rank), print it."
@@ -70,58 +75,11 @@ def traced_generation(work, strategy, trace_dir: str) -> dict:
     }
 
 
-def complete_events(trace_dir: str) -> list[tuple[str, str, float]]:
-    """(process name, event name, microseconds) of the newest trace's complete
-    events ("ph": "X") under `trace_dir`."""
-    found = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
-    if not found:
-        raise RuntimeError(f"{trace_dir}: jax.profiler wrote no *.trace.json.gz")
-    with gzip.open(max(found, key=os.path.getmtime)) as f:
-        events = json.load(f)["traceEvents"]
-    process = {
-        e["pid"]: e.get("args", {}).get("name", "")
-        for e in events
-        if e.get("ph") == "M" and e.get("name") == "process_name"
-    }
-    return [
-        (process.get(e["pid"], str(e["pid"])), e["name"], float(e["dur"]))
-        for e in events
-        if e.get("ph") == "X" and "dur" in e
-    ]
-
-
-def _is_xla_op(name: str) -> bool:
-    """A host event of an XLA op: not a Python frame nor a runtime call."""
-    runtime = name.startswith(("$", "PjitFunction")) or "::" in name
-    return not runtime
-
-
-def op_table(events: list[tuple[str, str, float]], top: int) -> dict:
-    """Time by op name: the device's kernels when the trace has a device, else
-    the host events of XLA's ops (`_is_xla_op`)."""
-    device = [e for e in events if e[0].startswith("/device:")]
-    chosen = device or [e for e in events if _is_xla_op(e[1])]
-    micros, calls = collections.Counter(), collections.Counter()
-    for _, name, duration in chosen:
-        micros[name] += duration
-        calls[name] += 1
-    total = sum(micros.values()) or 1.0
-    rows = [
-        [name[:120], us / 1e3, calls[name], us / total]
-        for name, us in micros.most_common(top)
-    ]
-    return {
-        "source": "device kernels" if device else "host events",
-        "kernel_ms": total / 1e3 if device else None,
-        "top": rows,
-    }
-
-
 def profile_variant(work, strategy, top: int, trace_dir: str) -> dict:
     """`traced_generation` with its `op_table` and the device's busy fraction."""
     os.makedirs(trace_dir, exist_ok=True)
     result = traced_generation(work, strategy, trace_dir)
-    table = op_table(complete_events(trace_dir), top)
+    table = trace_ops.op_table(trace_ops.complete_events(trace_dir), top)
     busy = None
     if table["kernel_ms"] is not None:
         busy = table["kernel_ms"] / 1e3 / result["traced_wall_s"]

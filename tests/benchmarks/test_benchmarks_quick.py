@@ -115,10 +115,10 @@ def test_xe_step_quick():
         assert record["gflop_per_step"] > 0 and record["fraction_of_peak"] > 0
 
 
-def test_lowrank_quick_runs_each_variant_in_fresh_processes():
-    result = run_quick("lowrank", "--processes=2", "--repeats=1")
+def test_lowrank_quick():
+    result = run_quick("lowrank", "--processes=1", "--repeats=2")
     full, low = result["full_rank_seconds"], result["low_rank_seconds"]
-    assert len(full) == len(low) == 2  # one generation in each of 2 processes
+    assert len(full) == len(low) == 2
     assert result["ratio"] == pytest.approx(min(full) / min(low), rel=1e-3)
     assert result["full_rank_generations_per_s"] == pytest.approx(1 / min(full), 1e-3)
     # the same pairs, sigma and images: both fitness means are CIDEr-D scores

@@ -1,11 +1,11 @@
-"""The op tables of `benchmarks.profile_generation` on traces made by hand."""
+"""`benchmarks.trace_ops` (profile_generation's op tables) on traces made by hand."""
 
 import gzip
 import json
 
 import pytest
 
-from nic_jax.benchmarks import profile_generation
+from nic_jax.benchmarks import trace_ops
 
 GPU = "/device:GPU:0"
 
@@ -17,7 +17,7 @@ def test_device_kernels_are_summed_by_name_and_host_events_left_out():
         (GPU, "gemm", 100.0),
         ("/host:CPU", "while.3", 5_000.0),
     ]
-    table = profile_generation.op_table(events, top=5)
+    table = trace_ops.op_table(events, top=5)
     assert table["source"] == "device kernels"
     assert table["kernel_ms"] == pytest.approx(0.5)
     assert table["top"] == [
@@ -35,7 +35,7 @@ def test_without_a_device_the_xla_ops_on_host_threads_are_ranked():
         ("/host:CPU", "while.7", 70.0),
         ("/host:CPU", "ynn_fusion.3", 30.0),
     ]
-    table = profile_generation.op_table(events, top=1)
+    table = trace_ops.op_table(events, top=1)
     assert table["source"] == "host events" and table["kernel_ms"] is None
     share = 70.0 / (70.0 + 60.0)  # of the XLA ops alone
     assert table["top"] == [["while.7", pytest.approx(0.07), 1, pytest.approx(share)]]
@@ -54,7 +54,7 @@ def test_complete_events_name_their_process(tmp_path):
     path.parent.mkdir(parents=True)
     with gzip.open(path, "wt") as f:
         json.dump(trace, f)
-    assert profile_generation.complete_events(str(tmp_path)) == [
+    assert trace_ops.complete_events(str(tmp_path)) == [
         (GPU, "gemm", 12.5),
         ("9", "orphan", 1.0),
     ]
@@ -62,4 +62,4 @@ def test_complete_events_name_their_process(tmp_path):
 
 def test_a_directory_without_a_trace_is_an_error(tmp_path):
     with pytest.raises(RuntimeError, match="no \\*.trace.json.gz"):
-        profile_generation.complete_events(str(tmp_path))
+        trace_ops.complete_events(str(tmp_path))
