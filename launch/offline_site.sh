@@ -12,7 +12,8 @@
 # with its `Cider`); pycocoevalcap's Java jars and METEOR's paraphrase table
 # (~100 MB) are left out, so METEOR and SPICE do not run there (the `metrics`
 # benchmark tokenizes with nic_jax's Python PTB rules when there is no Java: it
-# ran on an H200 image without Java, 2026-12-04). Packages are unpacked from pure-Python wheels (any interpreter >= 3.10).
+# ran on an H200 image without Java, 2026-12-04). Packages are unpacked from
+# pure-Python wheels (any interpreter >= 3.10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 site=${1:-.offline_site}

@@ -222,9 +222,7 @@ def run_benchmark(
 ) -> dict:
     out = timing.machine() | {"benchmark": "es_throughput"}
     out["peak_matmul_gflops"] = timing.matmul_peak_gflops(512 if quick else 0)
-    shape = es_workload.with_chunk(
-        es_workload.QUICK if quick else es_workload.Shape(), chunk
-    )
+    shape = es_workload.shape_for(quick, chunk=chunk)
     out |= {
         "matmul_precision": jax.config.jax_default_matmul_precision or "default",
         "model": f"fc-{shape.size}",

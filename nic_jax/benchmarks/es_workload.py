@@ -70,6 +70,15 @@ QUICK = Shape(
 )
 
 
+def shape_for(quick: bool, batch_size: int = 0, chunk: int = 0) -> Shape:
+    """The ES shape (`QUICK` or full), with `batch_size` images unless 0 and
+    `with_chunk(chunk)` members in flight."""
+    shape = QUICK if quick else Shape()
+    if batch_size > 0:
+        shape = dataclasses.replace(shape, batch_size=batch_size)
+    return with_chunk(shape, chunk)
+
+
 def with_chunk(shape: Shape, chunk_size: int) -> Shape:
     """`shape` with `chunk_size` members in flight; 0: the shape's own on a CPU
     (2: a member's logits, 4.8 MB at V + 1 = 9,488, stay near the cache; chunks of

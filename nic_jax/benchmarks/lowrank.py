@@ -29,7 +29,6 @@ XLA's temporary buffers of each compiled generation. `--quick` shrinks the
 model and batch (`es_workload.QUICK`) for CI smoke.
 """
 
-import dataclasses
 import json
 
 from absl import flags
@@ -59,11 +58,7 @@ def run_benchmark(
 ) -> dict:
     out = timing.machine() | {"benchmark": "lowrank"}
     out["peak_matmul_gflops"] = timing.matmul_peak_gflops(512 if quick else 0)
-    shape = es_workload.with_chunk(
-        es_workload.QUICK if quick else es_workload.Shape(), 0
-    )
-    if batch_size:
-        shape = dataclasses.replace(shape, batch_size=batch_size)
+    shape = es_workload.shape_for(quick, batch_size)
     full, low = es_workload.measure_alternating(
         shape, quick, population, (0, rank), repeats, processes
     )

@@ -16,7 +16,6 @@ parameter files hold) would take, for scale.
 `--child` is the per-population worker: it prints `es_workload.run_generations`.
 """
 
-import dataclasses
 import json
 
 from absl import flags
@@ -39,16 +38,8 @@ _RANK = flags.DEFINE_integer(
 _CHILD = flags.DEFINE_bool("child", False, "Worker mode: measure one population.")
 
 
-def shape_for(quick: bool, batch_size: int, chunk: int) -> es_workload.Shape:
-    """The ES shape (quick or full), with `batch_size` images unless 0."""
-    shape = es_workload.QUICK if quick else es_workload.Shape()
-    if batch_size > 0:
-        shape = dataclasses.replace(shape, batch_size=batch_size)
-    return es_workload.with_chunk(shape, chunk)
-
-
 def run_benchmark(quick: bool, populations: list, batch_size: int, chunk) -> dict:
-    shape = shape_for(quick, batch_size, chunk)
+    shape = es_workload.shape_for(quick, batch_size, chunk)
     runs = [
         es_workload.measure_in_subprocess(
             p, quick, shape.batch_size, chunk=shape.chunk_size
@@ -80,7 +71,7 @@ def main(argv) -> None:
     del argv
     populations = [int(p) for p in _POPULATIONS.value]
     if _CHILD.value:
-        shape = shape_for(_QUICK.value, _BATCH.value, _CHUNK.value)
+        shape = es_workload.shape_for(_QUICK.value, _BATCH.value, _CHUNK.value)
         result = es_workload.run_generations(
             populations[0], shape, _REPEATS.value, _RANK.value
         )

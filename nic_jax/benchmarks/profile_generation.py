@@ -86,22 +86,24 @@ def profile_variant(work, strategy, top: int, trace_dir: str) -> dict:
     return result | table | {"busy_fraction": busy}
 
 
-def _shape(quick: bool) -> es_workload.Shape:
-    shape = es_workload.QUICK if quick else es_workload.Shape()
-    return es_workload.with_chunk(shape, 0)
+def _population(quick: bool, population: int) -> int:
+    """`population`, or its default when 0."""
+    if population > 0:
+        return population
+    return 16 if quick else (64 if jax.default_backend() == "cpu" else 1024)
 
 
 def child(quick: bool, population: int, rank: int, top: int, trace_dir: str):
     """One variant, profiled in this interpreter (`--child_rank`)."""
-    work = es_workload.build(_shape(quick))
+    population = _population(quick, population)
+    work = es_workload.build(es_workload.shape_for(quick))
     strategy = es_workload.strategy_for(work, population, rank)
     return profile_variant(work, strategy, top, trace_dir)
 
 
 def run_benchmark(quick: bool, population: int, rank: int, top: int, trace_dir: str):
-    shape = _shape(quick)
-    if population <= 0:
-        population = 16 if quick else (64 if jax.default_backend() == "cpu" else 1024)
+    shape = es_workload.shape_for(quick)
+    population = _population(quick, population)
     out = timing.machine() | {
         "benchmark": "profile_generation",
         "model": f"fc-{shape.size}",
