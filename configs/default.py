@@ -221,6 +221,9 @@ def _es(tiny: bool) -> ConfigDict:
             noise_chunk_size=0,
             # r > 0: rank-r matrix noise A B^T / sqrt(r) for NES (EGGROLL); 0: full
             noise_rank=0,
+            # the low-rank population's Linear products (evolution/lowrank_products.py):
+            # "auto" (by backend), "shared", "stacked" or "grouped"
+            lowrank_product="auto",
             # members vmapped together; at a COCO-size vocabulary 2 is fastest on
             # a CPU (a member's logits stay near the cache; BENCHMARKS.md, NIC-NES
             # throughput, run 4); accelerators want more rows (128: not measured)

@@ -6,8 +6,12 @@
 #   1. es_throughput --low_rank=4   issue 8's target: a generation of 1,024
 #                                   offspring x 128 images of FC-128 (its
 #                                   `generation_s`; full and low rank)
-#   2. profile_generation --rank=4  where that generation's time goes, by kernel
-#   3. lowrank --rank=4             low-rank against full-rank noise
+#   2. lowrank --rank=4 --population=1024 --products=grouped,stacked,shared
+#                                   low-rank against full-rank noise at that
+#                                   size, each form of the low-rank products
+#                                   (evolution/lowrank_products.py)
+#   3. profile_generation --rank=4 --product=grouped
+#                                   where that generation's time goes, by kernel
 #   4. es_throughput --matmul_precision=bfloat16 --low_rank=0
 #   5. decode, 6. xe_step, 7. memory, 8. metrics
 #
@@ -95,8 +99,8 @@ run_one() {
 
 plan=(
   "es_throughput|--low_rank=4"
-  "profile_generation|--rank=4"
-  "lowrank|--rank=4"
+  "lowrank|--rank=4 --population=1024 --processes=1 --repeats=3 --products=grouped,stacked,shared"
+  "profile_generation|--rank=4 --product=grouped"
   "es_throughput|--matmul_precision=bfloat16 --low_rank=0"
   "decode|"
   "xe_step|"

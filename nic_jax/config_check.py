@@ -15,7 +15,7 @@ import math
 
 from nic_jax.errors import InputError
 from nic_jax.evaluation.coco import METRIC_GROUPS
-from nic_jax.evolution import safe_mutations
+from nic_jax.evolution import lowrank_products, safe_mutations
 
 _POSITIVE_INT = (
     "data.batch_size",
@@ -86,6 +86,7 @@ _CHOICES = {
     "optim.name": ("adam",),
     "es.optimizer": ("adam", "sgd"),
     "es.noise": ("table", "generated"),
+    "es.lowrank_product": lowrank_products.PRODUCTS,
     "es.selection": ("uniform", "tournament"),
     "mesh.nes_gradient": ("psum", "replicated"),
     "evals.backend": ("jax", "coco"),

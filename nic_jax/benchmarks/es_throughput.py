@@ -42,7 +42,8 @@ own df table.
 * Low-rank noise (`low_rank_offspring_per_s`, `low_rank_ratio` against the
   baseline, `low_rank_vs_full_rank` against the engine; `--low_rank=r`, 0 skips
   it): the same generation with EGGROLL rank-r noise
-  (`evolution.lowrank.LowRankNES`: members share x W and add
+  (`evolution.lowrank.LowRankNES`, its products in the backend's form,
+  `low_rank_product`: members share x W and add
   sigma (x A) B^T / sqrt(r)) at the largest P, one run in a fresh interpreter
   as the full-rank engine's (until 2026-12-04 it ran in this process, after the
   baselines, best of 2).
@@ -69,6 +70,7 @@ from jax.flatten_util import ravel_pytree
 from nic_jax import app
 from nic_jax.benchmarks import es_workload, timing, torch_baseline, workload
 from nic_jax.decoding import decode
+from nic_jax.evolution import lowrank_products
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model, P = 8 and 32 (CI smoke).")
 _MEMBERS = flags.DEFINE_integer(
@@ -261,6 +263,7 @@ def run_benchmark(
             runs[-1]["population"], quick, 0, 1, shape.chunk_size, low_rank
         )
         out["low_rank"] = low_rank
+        out["low_rank_product"] = lowrank_products.resolve("auto", shape.batch_size)
         out |= _low_rank_figures(
             run, out["baseline_offspring_per_s"], out["offspring_per_s"]
         )

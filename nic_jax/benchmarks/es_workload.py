@@ -189,23 +189,25 @@ def generation_fn(work: Workload, strategy: NES):
     return jax.jit(generation_step(work, strategy), donate_argnums=0)
 
 
-def low_rank_strategy(work: Workload, population: int, rank: int):
-    """`LowRankNES` with the settings of `es_workload.nes_strategy`."""
+def low_rank_strategy(work: Workload, population: int, rank: int, product="auto"):
+    """`LowRankNES` with the settings of `es_workload.nes_strategy`, its Linear
+    products in form `product` (`evolution.lowrank_products.PRODUCTS`)."""
     full = nes_strategy(work, population)
     return lowrank.LowRankNES(
         work.params,
         full.num_pairs,
         full.optimizer,
         rank=rank,
+        product=product,
         eval_chunk_size=full.eval_chunk_size,
         noise_chunk_size=full.noise_chunk_size,
     )
 
 
-def strategy_for(work: Workload, population: int, rank: int):
+def strategy_for(work: Workload, population: int, rank: int, product="auto"):
     """Full-rank NES (`rank` 0) or rank-`rank` `LowRankNES` of P members."""
     if rank > 0:
-        return low_rank_strategy(work, population, rank)
+        return low_rank_strategy(work, population, rank, product)
     return nes_strategy(work, population)
 
 
@@ -239,16 +241,19 @@ def timed_runs(compiled, state, args, repeats: int) -> dict:
     }
 
 
-def run_generations(population: int, shape: Shape, repeats: int, rank=0) -> dict:
+def run_generations(
+    population: int, shape: Shape, repeats: int, rank=0, product="auto"
+) -> dict:
     """Compiles one generation of P members and runs it `repeats` times; full-rank
-    noise, or rank-`rank` low-rank noise when `rank` > 0.
+    noise, or rank-`rank` low-rank noise when `rank` > 0 (its Linear products in
+    form `product`).
 
     Returns wall and CPU (all threads) seconds per run, compile seconds, the f32
     matmul peak measured just before and after the runs (`timing.with_peak`),
     XLA's memory plan of the compiled generation and the peak RSS (MB).
     """
     work = build(shape)
-    strategy = strategy_for(work, population, rank)
+    strategy = strategy_for(work, population, rank, product)
     compiled, state, args, compile_s = compiled_generation(work, strategy)
     peak_size = 512 if shape.size < Shape.size else 0
     runs, peak = timing.with_peak(
@@ -276,6 +281,7 @@ def measure_in_subprocess(
     repeats: int = 1,
     chunk=0,
     rank=0,
+    product="auto",
 ) -> dict:
     """`run_generations` in a fresh interpreter; batch_size 0 keeps the shape's,
     chunk 0 picks `with_chunk`'s default, rank 0 full-rank noise."""
@@ -288,23 +294,31 @@ def measure_in_subprocess(
         f"--quick={quick}",
         f"--chunk_size={chunk}",
         f"--noise_rank={rank}",
+        f"--lowrank_product={product}",
     )
 
 
-def measure_alternating(shape, quick: bool, population: int, ranks, repeats, n):
-    """`n` fresh-interpreter runs of each rank in `ranks`, alternating; per rank
-    its runs' seconds joined, and the other fields of its first run."""
-    runs = {r: [] for r in ranks}
+def measure_alternating(shape, quick: bool, population: int, variants, repeats, n):
+    """`n` fresh-interpreter runs of each (rank, product, chunk) in `variants`
+    (chunk 0: the shape's), alternating; per variant its runs' seconds joined,
+    and the other fields of its first run."""
+    runs = {v: [] for v in variants}
     for _ in range(n):
-        for r in ranks:
-            runs[r].append(
+        for rank, product, chunk in variants:
+            runs[rank, product, chunk].append(
                 measure_in_subprocess(
-                    population, quick, shape.batch_size, repeats, shape.chunk_size, r
+                    population,
+                    quick,
+                    shape.batch_size,
+                    repeats,
+                    chunk or shape.chunk_size,
+                    rank,
+                    product,
                 )
             )
     return [
-        runs[r][0] | {"seconds": [t for run in runs[r] for t in run["seconds"]]}
-        for r in ranks
+        runs[v][0] | {"seconds": [t for run in runs[v] for t in run["seconds"]]}
+        for v in variants
     ]
 
 

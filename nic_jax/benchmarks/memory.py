@@ -22,6 +22,7 @@ from absl import flags
 
 from nic_jax import app
 from nic_jax.benchmarks import es_workload, timing
+from nic_jax.evolution import lowrank_products
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model and populations (CI smoke).")
 _POPULATIONS = flags.DEFINE_list(
@@ -34,6 +35,12 @@ _CHUNK = flags.DEFINE_integer(
 )
 _RANK = flags.DEFINE_integer(
     "noise_rank", 0, "Worker: rank r of low-rank noise (0: full-rank noise)."
+)
+_PRODUCT = flags.DEFINE_enum(
+    "lowrank_product",
+    "auto",
+    lowrank_products.PRODUCTS,
+    "Worker: form of the low-rank population's Linear products.",
 )
 _CHILD = flags.DEFINE_bool("child", False, "Worker mode: measure one population.")
 
@@ -73,7 +80,7 @@ def main(argv) -> None:
     if _CHILD.value:
         shape = es_workload.shape_for(_QUICK.value, _BATCH.value, _CHUNK.value)
         result = es_workload.run_generations(
-            populations[0], shape, _REPEATS.value, _RANK.value
+            populations[0], shape, _REPEATS.value, _RANK.value, _PRODUCT.value
         )
     else:
         default = [4, 16] if _QUICK.value else [64, 256, 1024, 4096]

@@ -1,12 +1,13 @@
 """Where one NIC-NES generation spends its time: a `jax.profiler` trace, by op.
 
   python -m nic_jax.benchmarks.profile_generation [--quick] [--population=P]
-      [--rank=4] [--top=12] [--trace_dir=DIR]
+      [--rank=4] [--product=auto] [--top=12] [--trace_dir=DIR]
 
 Prints one JSON line. Workload (`es_workload`): the FC-128 captioner, 128 images,
 greedy CIDEr-D fitness, the trainer's whole generation compiled ahead of time,
 P members (default 1,024 on an accelerator, 64 on a CPU). Each variant, full-rank
-noise (the baseline) and rank-r low-rank noise, runs in a fresh interpreter
+noise (the baseline) and rank-r low-rank noise (its Linear products in form
+`--product`, `evolution.lowrank_products`), runs in a fresh interpreter
 (`--child_rank`): 3 generations (the last timed: `wall_s`), then one more under
 the profiler (`traced_wall_s`, without the profiler's start and stop). From that
 trace's complete events:
@@ -41,6 +42,7 @@ from absl import flags
 
 from nic_jax import app
 from nic_jax.benchmarks import es_workload, timing, trace_ops
+from nic_jax.evolution import lowrank_products
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny model, P = 16 (CI smoke).")
 _POPULATION = flags.DEFINE_integer(
@@ -48,6 +50,12 @@ _POPULATION = flags.DEFINE_integer(
 )
 _RANK = flags.DEFINE_integer(
     "rank", 4, "Rank r of the low-rank variant.", lower_bound=1
+)
+_PRODUCT = flags.DEFINE_enum(
+    "product",
+    "auto",
+    lowrank_products.PRODUCTS,
+    "Form of the low-rank variant's Linear products.",
 )
 _TOP = flags.DEFINE_integer("top", 12, "Ops listed per variant.", lower_bound=1)
 _TRACE_DIR = flags.DEFINE_string("trace_dir", "", "Keep the traces here.")
@@ -93,15 +101,15 @@ def _population(quick: bool, population: int) -> int:
     return 16 if quick else (64 if jax.default_backend() == "cpu" else 1024)
 
 
-def child(quick: bool, population: int, rank: int, top: int, trace_dir: str):
+def child(quick, population: int, rank: int, product: str, top: int, trace_dir: str):
     """One variant, profiled in this interpreter (`--child_rank`)."""
     population = _population(quick, population)
     work = es_workload.build(es_workload.shape_for(quick))
-    strategy = es_workload.strategy_for(work, population, rank)
+    strategy = es_workload.strategy_for(work, population, rank, product)
     return profile_variant(work, strategy, top, trace_dir)
 
 
-def run_benchmark(quick: bool, population: int, rank: int, top: int, trace_dir: str):
+def run_benchmark(quick, population: int, rank: int, product: str, top, trace_dir):
     shape = es_workload.shape_for(quick)
     population = _population(quick, population)
     out = timing.machine() | {
@@ -112,6 +120,7 @@ def run_benchmark(quick: bool, population: int, rank: int, top: int, trace_dir: 
         "population": population,
         "chunk_size": shape.chunk_size,
         "rank": rank,
+        "product": product,
     }
     for name, variant_rank in (("full_rank", 0), ("low_rank", rank)):
         out[name] = es_workload.json_line_of(
@@ -121,6 +130,7 @@ def run_benchmark(quick: bool, population: int, rank: int, top: int, trace_dir: 
             f"--top={top}",
             f"--trace_dir={os.path.join(trace_dir, name)}",
             f"--child_rank={variant_rank}",
+            f"--product={product}",
         )
     out["low_rank_vs_full_rank"] = (
         out["full_rank"]["wall_s"] / out["low_rank"]["wall_s"]
@@ -134,7 +144,14 @@ def main(argv) -> None:
         trace_dir = _TRACE_DIR.value or scratch
         run = child if _CHILD_RANK.value >= 0 else run_benchmark
         rank = _CHILD_RANK.value if _CHILD_RANK.value >= 0 else _RANK.value
-        result = run(_QUICK.value, _POPULATION.value, rank, _TOP.value, trace_dir)
+        result = run(
+            _QUICK.value,
+            _POPULATION.value,
+            rank,
+            _PRODUCT.value,
+            _TOP.value,
+            trace_dir,
+        )
     print(json.dumps(timing.rounded(result)))
 
 

@@ -20,8 +20,10 @@ decoder (`LowRankDecoder`) each `nnx.Linear` computes
     x W + c_i (x A_i) B_i^T / sqrt(r)
 
 and each `nnx.Embed` looks up W[t] + c_i A_i[t] B_i^T / sqrt(r). The base W is
-shared by the members vmapped together, so x W is one matrix product over
-(members x rows); only the r-wide products are per member. Other matrix
+shared by the members vmapped together; `lowrank_products` computes their
+Linear products in one of three forms (x W once over all members' rows plus
+each rank-r term; one stacked product per member; one product per group of
+members), chosen per backend or by `es.lowrank_product`. Other matrix
 parameters (raw `nnx.Param` matrices of ShowTell and the IN5400 cells) are
 materialised as W + c_i eps_i per member, and vectors get their dense noise
 added, at each decoder call (loop-invariant inside the decode loop).
@@ -55,6 +57,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from nic_jax.errors import InputError
+from nic_jax.evolution import lowrank_products as products
 from nic_jax.evolution import noise as noise_lib
 from nic_jax.evolution import population as population_lib
 from nic_jax.evolution.nes import NES
@@ -172,49 +175,34 @@ def weighted_factor_sum(
     return total
 
 
-_STACK_MIN_ROWS = 128  # rows of a member from which CPU stacks its products
+def _lowrank_dot_general(factor: LowRank, coef, product: str):
+    """`nnx.Linear.dot_general` computing x W + coef (x a) b^T with W (m, n)
+    shared by the members vmapped together, in the form `product` selects
+    (`lowrank_products.resolve`: "auto" picks by backend and rows a member).
+    The members never hold an (m, n) matrix of their own.
 
-
-def stacks_products(rows: int) -> bool:
-    """Whether a member's Linear over `rows` rows runs as one stacked product
-    (on CPU, from `_STACK_MIN_ROWS` rows) rather than the shared x W plus its
-    rank-r term (on accelerators, and on CPU for fewer rows)."""
-    return jax.default_backend() == "cpu" and rows >= _STACK_MIN_ROWS
-
-
-def _lowrank_dot_general(factor: LowRank, coef):
-    """`nnx.Linear.dot_general` computing x W + coef (x a) b^T: W (m, n) shared.
-
-    x W is one product over the members vmapped together, and the members never
-    hold an (m, n) matrix. On CPU, from 128 rows a member (`stacks_products`),
-    it is one product per member instead, [x, coef x a] @ [[W], [b^T]]: there a
-    separate (x a) b^T writes and adds a second (rows, n) array, and memory
-    traffic, not the matmul, bounds the decode; the stacked matrix is
-    loop-invariant in a decode, one per member in flight (as full-rank noise
-    holds). Measured (BENCHMARKS.md, low-rank section; generations/s against
-    full rank): at 8 / 32 / 64 images (rank 1) shared 1.83 / 1.30 / 1.16x,
-    stacked 1.40 / 1.13 / 1.07x; at 128 (rank 4) shared 0.78x, stacked 1.01x.
-    `rhs` may carry rows below W that `lhs` matches with columns after its first m
-    (`layers.folded_linear` stacks the bias so when `stacks_rows(rows)`): `a`
+    `rhs` may carry rows below W that `lhs` matches with columns after its first
+    m (`layers.folded_linear` stacks the bias so when `stacks_rows(rows)`); `a`
     reads the first m columns."""
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, **kwargs):
-        low = coef * (lhs[..., : factor.a.shape[0]] @ factor.a)
-        if stacks_products(math.prod(lhs.shape[:-1])):
-            return lax.dot_general(
-                jnp.concatenate([lhs, low.astype(lhs.dtype)], axis=-1),
-                jnp.concatenate([rhs, factor.b.T.astype(rhs.dtype)], axis=0),
-                dimension_numbers,
-                precision=precision,
-                **kwargs,
-            )
-        shared = lax.dot_general(
-            lhs, rhs, dimension_numbers, precision=precision, **kwargs
-        )
-        return shared + (low @ factor.b.T).astype(shared.dtype)
+        if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
+            raise ValueError(f"low-rank Linear: unexpected dims {dimension_numbers}")
+        form = products.resolve(product, math.prod(lhs.shape[:-1]))
+        compute = products.linear_product(form, precision=precision, **kwargs)
+        return compute(lhs, rhs, factor.a, factor.b, coef)
 
-    dot_general.stacks_rows = stacks_products  # for `layers.folded_linear`
+    dot_general.stacks_rows = functools.partial(_folds_bias, product)
     return dot_general
+
+
+def _folds_bias(product: str, rows: int) -> bool:
+    """Whether `layers.folded_linear` may hand this layer [x, 1] @ [[W], [bias]]:
+    on a CPU, for the stacked form only. Each member's bias carries its own
+    noise, so a folded right-hand side is per member: what the stacked form
+    builds anyway, what the shared and grouped forms exist to avoid."""
+    form = products.resolve(product, rows)
+    return jax.default_backend() == "cpu" and form == "stacked"
 
 
 class _LowRankEmbed(nnx.Embed):
@@ -234,7 +222,7 @@ def _at(tree, path: tuple):
     return functools.reduce(lambda node, key: node[key], path, tree)
 
 
-def _attach(module, factors, coef):
+def _attach(module, factors, coef, product: str):
     """Routes each Linear / Embed of a freshly merged `module` through its
     low-rank factors and adds dense noise to every other parameter, in place."""
     nodes = list(nnx.iter_graph(module))
@@ -242,7 +230,7 @@ def _attach(module, factors, coef):
     for path, node in nodes:
         if isinstance(node, nnx.Linear):
             factor = _at(factors, path + ("kernel",))
-            node.dot_general = _lowrank_dot_general(factor, coef)
+            node.dot_general = _lowrank_dot_general(factor, coef, product)
             factored.add(path + ("kernel",))
         elif isinstance(node, nnx.Embed):
             node.__class__ = _LowRankEmbed
@@ -261,6 +249,7 @@ class LowRankDecoder:
     place of params, running the low-rank forward; plain params pass through."""
 
     decoder: Any  # models.functional.Decoder
+    product: str = "auto"  # each Linear's form (`lowrank_products.PRODUCTS`)
 
     @property
     def name(self) -> str:
@@ -278,7 +267,7 @@ class LowRankDecoder:
         if not isinstance(params, LowRankParams):
             return nnx.merge(self.decoder.graphdef, params)
         module = nnx.merge(self.decoder.graphdef, params.base)
-        return _attach(module, params.factors, params.coef)
+        return _attach(module, params.factors, params.coef, self.product)
 
     def encode(self, params, feats: dict, key=None):
         """See `functional.Decoder.encode`."""
@@ -308,20 +297,28 @@ class LowRankNES(NES):
     """`nes.NES` with rank-`rank` matrix noise: `fitness_fn(LowRankParams, key)`.
 
     Same arguments as `NES` plus `rank` r >= 1 (`noise_chunk_size` pairs are
-    contracted per matrix product in `gradient`, 0: `FACTOR_CHUNK`); `source`
+    contracted per matrix product in `gradient`, 0: `FACTOR_CHUNK`) and
+    `product`, the form of the population's Linear products
+    (`lowrank_products.PRODUCTS`, "auto" by backend); `source`
     arguments are ignored
     (the factors are always drawn from member keys) and safe-mutation scales are
     refused (a per-entry scale would make the noise full rank).
     """
 
-    def __init__(self, *args, rank: int, **kwargs):
+    def __init__(self, *args, rank: int, product: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
         if rank < 1:
             raise InputError(
                 f"config es.noise_rank={rank}: low-rank NES needs a rank >= 1 "
                 "(0 selects full-rank noise)"
             )
+        if product not in products.PRODUCTS:
+            raise InputError(
+                f"config es.lowrank_product={product!r} is unknown; valid: "
+                f"{', '.join(products.PRODUCTS)}"
+            )
         self.rank = rank
+        self.product = product
         flat = jax.ShapeDtypeStruct((self.num_params,), jnp.float32)
         self.template = float_template(jax.eval_shape(self.unravel, flat))
 
@@ -380,4 +377,6 @@ class LowRankNES(NES):
 def population_decoder(strategy, decoder):
     """The decoder a strategy's fitness must run: a `LowRankDecoder` for
     `LowRankNES`, `decoder` itself otherwise."""
-    return LowRankDecoder(decoder) if isinstance(strategy, LowRankNES) else decoder
+    if isinstance(strategy, LowRankNES):
+        return LowRankDecoder(decoder, strategy.product)
+    return decoder

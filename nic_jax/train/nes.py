@@ -38,7 +38,9 @@ def build_strategy(config, template, axis=None) -> NES:
     splits the members (see `evolution.EvolutionLoop`)."""
     es = config.es
     if es.get("noise_rank", 0) != 0:  # EGGROLL low-rank noise (evolution/lowrank.py)
-        make = functools.partial(LowRankNES, rank=es.noise_rank)
+        make = functools.partial(
+            LowRankNES, rank=es.noise_rank, product=es.get("lowrank_product", "auto")
+        )
     else:
         make = NES
     return make(

@@ -116,7 +116,11 @@ def test_xe_step_quick():
 
 
 def test_lowrank_quick():
-    result = run_quick("lowrank", "--processes=1", "--repeats=2")
+    forms = "--products=grouped,shared"
+    result = run_quick(
+        "lowrank", "--processes=1", "--repeats=2", forms, "--low_rank_chunk_size=4"
+    )
+    assert result["chunk_size"] == 8 and result["low_rank_chunk_size"] == 4
     full, low = result["full_rank_seconds"], result["low_rank_seconds"]
     assert len(full) == len(low) == 2
     assert result["ratio"] == pytest.approx(min(full) / min(low), rel=1e-3)
@@ -124,6 +128,12 @@ def test_lowrank_quick():
     # the same pairs, sigma and images: both fitness means are CIDEr-D scores
     assert 0 <= result["full_rank_fitness_mean"] <= 10
     assert 0 <= result["low_rank_fitness_mean"] <= 10
+    grouped, shared = result["products"]["grouped"], result["products"]["shared"]
+    assert result["low_rank_product"] == "grouped"
+    assert grouped["seconds"] == low and len(shared["seconds"]) == 2
+    assert shared["ratio"] == pytest.approx(min(full) / min(shared["seconds"]), 1e-3)
+    # the same members' noise in both forms: the same greedy captions' scores
+    assert grouped["fitness_mean"] == pytest.approx(shared["fitness_mean"], abs=1e-4)
 
 
 def test_profile_generation_quick(tmp_path):

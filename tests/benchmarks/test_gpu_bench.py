@@ -48,13 +48,13 @@ def _run(tmp_path, *args, **env):
 
 
 def test_runs_the_plan_in_order_and_records_a_failure_without_stopping(tmp_path):
-    _, lines = _run(tmp_path, "--quick", EXIT_lowrank="3")
+    _, lines = _run(tmp_path, "--quick", EXIT_profile_generation="3")
     assert lines[0] == {"benchmark": "environment"}
     names = [line["benchmark"] for line in lines[1:]]
     assert names == [
         "es_throughput",
-        "profile_generation",
         "lowrank",
+        "profile_generation",
         "es_throughput",
         "decode",
         "xe_step",
@@ -62,10 +62,18 @@ def test_runs_the_plan_in_order_and_records_a_failure_without_stopping(tmp_path)
         "metrics",
     ]
     assert lines[1]["argv"] == ["--low_rank=4", "--quick"]
-    assert lines[2]["argv"] == ["--rank=4", "--quick"]
+    forms = "--products=grouped,stacked,shared"
+    assert lines[2]["argv"] == [
+        "--rank=4",
+        "--population=1024",
+        "--processes=1",
+        "--repeats=3",
+        forms,
+        "--quick",
+    ]
     assert lines[3] == {
-        "benchmark": "lowrank",
-        "flags": "--rank=4",
+        "benchmark": "profile_generation",
+        "flags": "--rank=4 --product=grouped",
         "error": "exit status 3",
     }
     assert lines[4]["argv"] == [
@@ -79,7 +87,8 @@ def test_runs_the_plan_in_order_and_records_a_failure_without_stopping(tmp_path)
 def test_budget_skips_what_cannot_start_with_a_minute_left(tmp_path):
     done, lines = _run(tmp_path, NIC_JAX_BENCH_BUDGET_S="62", SLEEP_es_throughput="3")
     assert [line["benchmark"] for line in lines[1:]] == ["es_throughput"]
-    assert "profile_generation --rank=4: skipped" in done.stderr
+    assert "lowrank --rank=4 --population=1024" in done.stderr
+    assert "--products=grouped,stacked,shared: skipped" in done.stderr
 
 
 def test_only_runs_the_named_benchmarks(tmp_path):

@@ -97,18 +97,18 @@ def test_matrix_noise_is_rank_r_with_unit_variance_entries():
     assert not np.allclose(draw(7)["w"].a, draw(8)["w"].a)
 
 
-@pytest.mark.parametrize("stacked", [True, False])  # CPU's form; accelerators'
+@pytest.mark.parametrize("product", ["shared", "stacked", "grouped"])
 @pytest.mark.parametrize("name", ["fc", "showtell"])
-def test_population_fitness_equals_explicit_perturbed_copies(
-    name, stacked, monkeypatch
-):
+def test_population_fitness_equals_explicit_perturbed_copies(name, product):
     """fc: every matrix in a Linear or an Embed (the low-rank forward);
-    showtell: raw matrix params too (materialised per member)."""
-    monkeypatch.setattr(lowrank, "stacks_products", lambda rows: stacked)
+    showtell: raw matrix params too (materialised per member). Every form of
+    the Linear products (`lowrank_products`); grouped: 4 members in flight in
+    groups of 4, then the remaining 2 in a group of 2."""
     decoder, params, feats, tokens = _model(name)
-    strategy = _strategy(params, num_pairs=3, rank=2)
+    strategy = _strategy(params, num_pairs=3, rank=2, product=product)
     population, _ = strategy.ask(jax.random.key(1), strategy.init(params, 0.05))
-    fitness_fn = _teacher_logprobs(lowrank.LowRankDecoder(decoder), feats, tokens)
+    member_decoder = lowrank.population_decoder(strategy, decoder)
+    fitness_fn = _teacher_logprobs(member_decoder, feats, tokens)
     got = jax.jit(lambda pop: strategy.evaluate(fitness_fn, pop, jax.random.key(2)))(
         population
     )
@@ -145,17 +145,19 @@ def _shapes_in(jaxpr) -> set:
     return shapes
 
 
-def test_forward_shares_the_base_matrices_and_never_builds_member_copies(
-    monkeypatch,
-):
-    """As on an accelerator; on CPU each member in flight stacks its own
-    products (`stacks_products`), as full-rank members hold their params."""
-    monkeypatch.setattr(lowrank, "stacks_products", lambda rows: False)
+@pytest.mark.parametrize("product", ["shared", "grouped"])
+def test_forward_shares_the_base_matrices_and_never_builds_member_copies(product):
+    """The shared form holds W once; the grouped form one copy per group, here
+    of all 4 members in flight (then of the last 2). The stacked form (a CPU's
+    from 128 rows) holds one per member in flight, as full-rank members do."""
     decoder, params, feats, tokens = _model("fc")
     kernels = {
         leaf.shape for leaf in jax.tree.leaves(params) if leaf.ndim == 2
     }  # (24, 12) (12, 60) (41, 12) (12, 41)
-    strategies = {"low": _strategy(params), "full": NES(params, 3, optax.sgd(1.0))}
+    strategies = {
+        "low": _strategy(params, product=product),
+        "full": NES(params, 3, optax.sgd(1.0)),
+    }
     per_member = {}
     for kind, strategy in strategies.items():
         member_decoder = lowrank.population_decoder(strategy, decoder)
@@ -166,7 +168,8 @@ def test_forward_shares_the_base_matrices_and_never_builds_member_copies(
             strategy.evaluate, fitness_fn, fitness_key=jax.random.key(2)
         )
         shapes = _shapes_in(jax.make_jaxpr(evaluate)(population).jaxpr)
-        per_member[kind] = {s for s in shapes if len(s) >= 3 and s[-2:] in kernels}
+        copies = {s for s in shapes if len(s) >= 3 and s[-2:] in kernels}
+        per_member[kind] = {s for s in copies if np.prod(s[:-2]) > 1}
     assert per_member["full"]  # the check sees per-member copies when they exist
     assert not per_member["low"], per_member["low"]
 
@@ -241,14 +244,35 @@ def test_split_over_four_devices_equals_one_device():
         np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
 
 
-def test_refuses_rank_zero_and_safe_mutation_scales():
+def test_refuses_rank_zero_unknown_products_and_safe_mutation_scales():
     _, params, _, _ = _model("fc")
     with pytest.raises(InputError, match="es.noise_rank=0"):
         _strategy(params, rank=0)
+    with pytest.raises(InputError, match="es.lowrank_product='fused'.*grouped"):
+        _strategy(params, product="fused")
     strategy = _strategy(params)
     state = strategy.init(params, 0.1)
     with pytest.raises(InputError, match="es.safe_mutation"):
         strategy.ask(jax.random.key(0), state, jnp.ones(strategy.num_params))
+
+
+def test_grouped_products_split_over_four_devices_equal_the_shared_form():
+    """The grouped form's batching rule inside `spmd` (each device vmaps its 3
+    of 10 members, padded to 12) against the shared form on one device."""
+    decoder, params, feats, tokens = _model("fc")
+
+    def logprobs(strategy):
+        member_decoder = lowrank.population_decoder(strategy, decoder)
+        fitness_fn = _teacher_logprobs(member_decoder, feats, tokens)
+        population, _ = strategy.ask(jax.random.key(6), strategy.init(params, 0.05))
+        return strategy.evaluate(fitness_fn, population, jax.random.key(7))
+
+    single = _strategy(params, num_pairs=5, product="shared")
+    want = jax.jit(functools.partial(logprobs, single))()
+    split = _strategy(params, num_pairs=5, product="grouped", axis=parallel.POPULATION)
+    spmd = parallel.spmd(functools.partial(logprobs, split), parallel.sub_mesh(4))
+    got = jax.jit(spmd)()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 def _digits_run(strategy, config, splits, generations):
@@ -306,5 +330,9 @@ def test_config_noise_rank_selects_low_rank_nes_without_a_noise_table():
     config.es.noise_rank = 3
     strategy = nes_trainer.build_strategy(config, params)
     assert isinstance(strategy, lowrank.LowRankNES) and strategy.rank == 3
+    assert strategy.product == "auto"
+    config.es.lowrank_product = "grouped"
+    strategy = nes_trainer.build_strategy(config, params)
+    assert lowrank.population_decoder(strategy, None).product == "grouped"
     assert strategy.num_pairs == config.es.num_pairs
     assert evolution.noise_source(config.es, 0).table is None  # factors from keys

@@ -1,0 +1,133 @@
+"""A low-rank population's Linear product, x W + c (x a) b^T, in three forms.
+
+Member i of a low-rank population (`evolution.lowrank`) computes each Linear as
+
+    x W + c_i (x a_i) b_i^T,   x (rows, m), W (m, n), a_i (m, r), b_i (n, r),
+
+with W shared by every member. The forms give the same result and differ in
+the memory traffic they cost when the members are vmapped together:
+
+* `shared`: x W as one product over all members' rows, then each member's
+  rank-r term (x a_i) b_i^T written and added: two more passes over an output
+  of (members x rows, n) floats. Where arithmetic is the bound (a CPU, few rows
+  a member), the cheapest.
+* `stacked`: per member one product [x, c_i x a_i] @ [[W], [b_i^T]]: the output
+  is written once, but each member reads its own (m + r, n) right-hand side
+  (as full-rank members read their own W). Measured faster on a CPU from 128
+  rows a member (BENCHMARKS.md, low-rank section).
+* `grouped`: members in groups of g = `GROUP_COLUMNS` / r; a group's rows
+  times one right-hand side [[W], [b_1^T], ..., [b_g^T]] (m + g r rows): member
+  j's rows carry x_j in the first m columns and c_j x_j a_j in block j of the
+  g r after it, zeros elsewhere. One product per group, its output written
+  once, its right-hand side read once for g members: 1 + g r / m times the
+  arithmetic of x W (1.25x at m = 128, g r = 32), for 1/g of the stacked
+  form's right-hand-side traffic. Meant for accelerators, where a member's
+  logit product is bound by that traffic (BENCHMARKS.md, GPU run 1).
+
+`grouped` needs to see the members: `linear_product` is a
+`jax.custom_batching.custom_vmap` function whose single-member body is the
+shared form and whose rule, when the members are vmapped (the factors batched,
+W not), computes the groups. Any other batching (an inner vmap over rows, W
+itself batched) vmaps the single-member body as it is. It is forward only
+(`custom_vmap` has no reverse-mode rule), as an ES fitness is.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+PRODUCTS = ("auto", "shared", "stacked", "grouped")
+GROUP_COLUMNS = 32  # g r: the grouped form's extra inner size
+STACK_MIN_ROWS = 128  # rows of a member from which a CPU stacks its products
+
+
+def resolve(product: str, rows: int) -> str:
+    """The form `product` selects for a member's Linear over `rows` rows:
+    "auto" is `stacked` on a CPU from `STACK_MIN_ROWS` rows, `shared` below and
+    on accelerators (the forms measured there so far; `grouped` is predicted
+    faster on a GPU and not yet measured: `nic_jax.benchmarks.lowrank
+    --products=grouped,stacked,shared` compares them)."""
+    if product != "auto":
+        return product
+    if jax.default_backend() != "cpu":
+        return "shared"
+    return "stacked" if rows >= STACK_MIN_ROWS else "shared"
+
+
+def shared(lhs, rhs, a, b, coef, **dot_kwargs):
+    """x W + c (x a) b^T as two products: `lhs` (..., k) @ `rhs` (k, n), with `a`
+    (m, r) reading the first m <= k columns (a folded bias may follow them)."""
+    out = lax.dot_general(lhs, rhs, _last_by_first(lhs), **dot_kwargs)
+    low = coef * (lhs[..., : a.shape[0]] @ a)
+    return out + (low @ b.T).astype(out.dtype)
+
+
+def stacked(lhs, rhs, a, b, coef, **dot_kwargs):
+    """x W + c (x a) b^T as one product [x, c x a] @ [[W], [b^T]]."""
+    low = coef * (lhs[..., : a.shape[0]] @ a)
+    wide = jnp.concatenate([lhs, low.astype(lhs.dtype)], axis=-1)
+    tall = jnp.concatenate([rhs, b.T.astype(rhs.dtype)], axis=0)
+    return lax.dot_general(wide, tall, _last_by_first(wide), **dot_kwargs)
+
+
+def grouped(lhs, rhs, a, b, coef, group: int, **dot_kwargs):
+    """Members' x_i W + c_i (x_i a_i) b_i^T for `lhs` (P, ..., k), `a` (P, m, r),
+    `b` (P, n, r), `coef` (P,) and a shared `rhs` (k, n), `group` members
+    (dividing P) per product (see the module docstring)."""
+    members, k, (m, r), n = lhs.shape[0], lhs.shape[-1], a.shape[1:], rhs.shape[1]
+    rows_shape = lhs.shape[1:-1]
+    rows, groups = math.prod(rows_shape), members // group
+    x = lhs.reshape(members, rows, k)
+    low = coef[:, None, None] * jnp.einsum("prm,pms->prs", x[..., :m], a)
+    blocks = jnp.eye(group, dtype=lhs.dtype)[None, :, None, :, None]
+    low = low.astype(lhs.dtype).reshape(groups, group, rows, 1, r) * blocks
+    wide = jnp.concatenate(
+        [x.reshape(groups, group * rows, k), low.reshape(groups, group * rows, -1)],
+        axis=-1,
+    )
+    b_rows = jnp.swapaxes(b, 1, 2).astype(rhs.dtype).reshape(groups, group * r, n)
+    tall = jnp.concatenate([jnp.broadcast_to(rhs, (groups, k, n)), b_rows], axis=1)
+    out = lax.dot_general(wide, tall, (((2,), (1,)), ((0,), (0,))), **dot_kwargs)
+    return out.reshape(members, *rows_shape, n)
+
+
+def group_size(members: int, rank: int) -> int:
+    """Members per grouped product: `GROUP_COLUMNS` / r, at most, dividing P."""
+    return math.gcd(members, max(1, GROUP_COLUMNS // rank))
+
+
+def linear_product(form: str, **dot_kwargs):
+    """fn(lhs, rhs, a, b, coef) -> x W + c (x a) b^T in `form` ("shared",
+    "stacked" or "grouped"); `dot_kwargs` (precision, preferred_element_type)
+    go to the main product."""
+    if form == "shared":
+        return functools.partial(shared, **dot_kwargs)
+    if form == "stacked":
+        return functools.partial(stacked, **dot_kwargs)
+    if form != "grouped":
+        raise ValueError(f"unknown low-rank product form {form!r}")
+    one = functools.partial(shared, **dot_kwargs)
+    product = jax.custom_batching.custom_vmap(one)
+
+    @product.def_vmap
+    def _members_rule(axis_size, in_batched, lhs, rhs, a, b, coef):
+        lhs_batched, rhs_batched, a_batched, b_batched, coef_batched = in_batched
+        if rhs_batched or not (a_batched and b_batched):
+            axes = [0 if batched else None for batched in in_batched]
+            return jax.vmap(one, in_axes=axes)(lhs, rhs, a, b, coef), True
+        if not lhs_batched:
+            lhs = jnp.broadcast_to(lhs, (axis_size, *lhs.shape))
+        if not coef_batched:
+            coef = jnp.broadcast_to(coef, (axis_size, *coef.shape))
+        group = group_size(axis_size, a.shape[-1])
+        return grouped(lhs, rhs, a, b, coef, group, **dot_kwargs), True
+
+    return product
+
+
+def _last_by_first(lhs):
+    """Dimension numbers of lhs (..., k) @ rhs (k, n)."""
+    return (((lhs.ndim - 1,), (0,)), ((), ()))
