@@ -69,8 +69,12 @@ _PRODUCTS = flags.DEFINE_list(
 )
 flags.register_validator(
     "products",
-    lambda forms: bool(forms) and set(forms) <= set(lowrank_products.PRODUCTS),
-    f"--products: one or more of {', '.join(lowrank_products.PRODUCTS)}",
+    lambda forms: (
+        bool(forms)
+        and set(forms) <= set(lowrank_products.PRODUCTS)
+        and len(set(forms)) == len(forms)
+    ),
+    f"--products: one or more of {', '.join(lowrank_products.PRODUCTS)}, each once",
 )
 
 

@@ -15,21 +15,24 @@ the memory traffic they cost when the members are vmapped together:
   is written once, but each member reads its own (m + r, n) right-hand side
   (as full-rank members read their own W). Measured faster on a CPU from 128
   rows a member (BENCHMARKS.md, low-rank section).
-* `grouped`: members in groups of g = `GROUP_COLUMNS` / r; a group's rows
-  times one right-hand side [[W], [b_1^T], ..., [b_g^T]] (m + g r rows): member
-  j's rows carry x_j in the first m columns and c_j x_j a_j in block j of the
-  g r after it, zeros elsewhere. One product per group, its output written
-  once, its right-hand side read once for g members: 1 + g r / m times the
+* `grouped`: members in groups of g (`group_size`: the largest divisor of the
+  members vmapped together up to `GROUP_COLUMNS` / r); a group's rows times
+  one right-hand side [[W], [b_1^T], ..., [b_g^T]] (m + g r rows): member j's
+  rows carry x_j in the first m columns and c_j x_j a_j in block j of the g r
+  after it, zeros elsewhere. One product per group, its output written once,
+  its right-hand side read once for g members: 1 + g r / m times the
   arithmetic of x W (1.25x at m = 128, g r = 32), for 1/g of the stacked
-  form's right-hand-side traffic. Meant for accelerators, where a member's
-  logit product is bound by that traffic (BENCHMARKS.md, GPU run 1).
+  form's right-hand-side traffic. Each group's right-hand side is a copy
+  (W broadcast, then the b's appended), loop-invariant in a decode. Meant for
+  accelerators, where a member's logit product is bound by that traffic
+  (BENCHMARKS.md, GPU run 1).
 
 `grouped` needs to see the members: `linear_product` is a
 `jax.custom_batching.custom_vmap` function whose single-member body is the
 shared form and whose rule, when the members are vmapped (the factors batched,
-W not), computes the groups. Any other batching (an inner vmap over rows, W
-itself batched) vmaps the single-member body as it is. It is forward only
-(`custom_vmap` has no reverse-mode rule), as an ES fitness is.
+W not), computes the groups. A vmap over `lhs` alone (rows inside a member)
+becomes one more row axis, so the members' vmap outside it still groups; any
+other batching (W itself batched, coef alone) vmaps the single-member body.
 """
 
 import functools
@@ -95,8 +98,10 @@ def grouped(lhs, rhs, a, b, coef, group: int, **dot_kwargs):
 
 
 def group_size(members: int, rank: int) -> int:
-    """Members per grouped product: `GROUP_COLUMNS` / r, at most, dividing P."""
-    return math.gcd(members, max(1, GROUP_COLUMNS // rank))
+    """Members per grouped product: the largest divisor of P up to
+    `GROUP_COLUMNS` / r (at least 1)."""
+    most = max(1, GROUP_COLUMNS // rank)
+    return max(g for g in range(1, min(most, members) + 1) if members % g == 0)
 
 
 def linear_product(form: str, **dot_kwargs):
@@ -109,12 +114,16 @@ def linear_product(form: str, **dot_kwargs):
         return functools.partial(stacked, **dot_kwargs)
     if form != "grouped":
         raise ValueError(f"unknown low-rank product form {form!r}")
+    if dot_kwargs.pop("out_sharding", None) is not None:
+        raise ValueError("the grouped low-rank product takes no out_sharding")
     one = functools.partial(shared, **dot_kwargs)
     product = jax.custom_batching.custom_vmap(one)
 
     @product.def_vmap
     def _members_rule(axis_size, in_batched, lhs, rhs, a, b, coef):
         lhs_batched, rhs_batched, a_batched, b_batched, coef_batched = in_batched
+        if not any((rhs_batched, a_batched, b_batched, coef_batched)):
+            return product(lhs, rhs, a, b, coef), True  # the axis: more rows
         if rhs_batched or not (a_batched and b_batched):
             axes = [0 if batched else None for batched in in_batched]
             return jax.vmap(one, in_axes=axes)(lhs, rhs, a, b, coef), True
