@@ -74,44 +74,58 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     once. Elsewhere (GPU, TPU) the bias stays apart, so that the matmul keeps its
     aligned inner size. A layer's own `dot_general` (the low-rank population's,
     `evolution.lowrank`) gets the stacked operands when it takes them for this
-    many rows (`stacks_rows(rows)`); any other is called as it is."""
-    if not _folds_bias(layer, math.prod(x.shape[:-1])):
+    many rows (`stacks_rows(rows)`); any other is called as it is.
+
+    At "bfloat16" matmul precision (`bf16_matmuls_requested`) a plain layer's
+    product takes bf16 operands into f32 sums, on every backend."""
+    plain = _plain(layer)
+    folds = plain and _folds_bias(layer, math.prod(x.shape[:-1]))
+    bf16 = plain and x.dtype == jnp.float32 and bf16_matmuls_requested()
+    if not (folds or bf16):
         return layer(x)
-    kernel = jnp.concatenate([layer.kernel[...], layer.bias[...][None]], axis=0)
-    ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
-    stacked = jnp.concatenate([x, ones], axis=-1)
+    kernel, operand = layer.kernel[...], x
+    if folds:
+        kernel = jnp.concatenate([kernel, layer.bias[...][None]], axis=0)
+        ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+        operand = jnp.concatenate([x, ones], axis=-1)
     dims = (((x.ndim - 1,), (0,)), ((), ()))
-    if x.dtype == jnp.float32 and bf16_matmuls_requested():
-        bf16 = jnp.bfloat16
-        return layer.dot_general(
-            stacked.astype(bf16),
-            kernel.astype(bf16),
+    if bf16:
+        out = layer.dot_general(
+            operand.astype(jnp.bfloat16),
+            kernel.astype(jnp.bfloat16),
             dims,
             preferred_element_type=jnp.float32,
         )
-    return layer.dot_general(stacked, kernel, dims)
+    else:
+        out = layer.dot_general(operand, kernel, dims)
+    return out if folds else out + layer.bias[...]
 
 
 def bf16_matmuls_requested() -> bool:
     """Whether the f32 matmul precision in force is "bfloat16"
-    (`compute.matmul_precision`). XLA:CPU ignores that setting and multiplies in
-    f32; `folded_linear` honours it on CPU for the products it folds by
-    multiplying bf16 operands into f32 sums, as GPU and TPU matrix units do (on a
-    CPU with AVX512-BF16 the logit product ran 1.6x faster, BENCHMARKS.md, NIC-NES
-    throughput). Other CPU products (the rest of the layers, and the low-rank
-    population's shared x W below 128 rows a member) stay f32."""
+    (`compute.matmul_precision`). `folded_linear` honours it for the products it
+    computes (the vocabulary projection, the FC model's gates) by multiplying
+    bf16 operands into f32 sums, as GPU and TPU matrix units do: XLA:CPU
+    ignores the setting and multiplies in f32 (with bf16 operands, on a CPU
+    with AVX512-BF16, the logit product ran 1.6x faster, BENCHMARKS.md, NIC-NES
+    throughput), and XLA:GPU reads it as its DEFAULT, TF32 on Hopper (on an
+    H200 "bfloat16" alone changed nothing, BENCHMARKS.md, GPU run 1). Other
+    products (the rest of the layers) keep the backend's reading."""
     return jax.config.jax_default_matmul_precision == "bfloat16"
 
 
+def _plain(layer: nnx.Linear) -> bool:
+    """A bias, and no dtype, precision or preferred element type of its own."""
+    plain = layer.use_bias and layer.dtype is None and layer.precision is None
+    return plain and getattr(layer, "preferred_element_type", None) is None
+
+
 def _folds_bias(layer: nnx.Linear, rows: int) -> bool:
-    """On CPU, for a plain layer (a bias; no dtype, precision or preferred element
-    type of its own) whose `dot_general` takes the stacked operands."""
+    """On CPU, when the layer's `dot_general` takes the stacked operands."""
     dot_general = layer.dot_general
     takes_stacked = getattr(dot_general, "stacks_rows", lambda rows: False)
-    plain = layer.use_bias and layer.dtype is None and layer.precision is None
-    plain = plain and getattr(layer, "preferred_element_type", None) is None
     stacks = dot_general is lax.dot_general or takes_stacked(rows)
-    return jax.default_backend() == "cpu" and plain and stacks
+    return jax.default_backend() == "cpu" and stacks
 
 
 def hidden_sizes(config, num_layers: int) -> tuple[int, ...]:

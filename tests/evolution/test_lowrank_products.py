@@ -55,6 +55,23 @@ def test_each_form_over_vmapped_members_equals_the_explicit_sum(form):
     np.testing.assert_allclose(one, _explicit(**ops)[0], rtol=0, atol=2e-5)
 
 
+@pytest.mark.parametrize("form", FORMS)
+def test_each_form_takes_bf16_operands_into_f32_sums(form):
+    """As `layers.folded_linear` calls it at "bfloat16" precision: the main
+    product's operands bf16, its sums f32; c x a rounded to bf16 where it joins
+    the main product (stacked, grouped)."""
+    ops = _operands(2)
+    bf16 = {k: jnp.asarray(ops[k], jnp.bfloat16) for k in ("lhs", "rhs")}
+    product = products.linear_product(form, preferred_element_type=jnp.float32)
+    members = jax.vmap(product, in_axes=(0, None, 0, 0, 0))
+    got = members(bf16["lhs"], bf16["rhs"], ops["a"], ops["b"], ops["coef"])
+    assert got.dtype == jnp.float32
+    rounded = {k: np.asarray(v.astype(jnp.float32)) for k, v in bf16.items()}
+    want = _explicit(**(ops | rounded))
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-3 * scale)  # bf16 c x a
+
+
 def test_grouped_rule_runs_in_groups_of_32_over_r_members():
     """r = 8: 4 members a product, 3 products over 12 members, inner size
     k + 4 r = 41; with the shared form no per-group product."""

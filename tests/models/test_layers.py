@@ -4,6 +4,7 @@ projection, the FC model's gates), in f32 and at bfloat16 precision."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 from jax import lax
 
@@ -56,19 +57,27 @@ def test_layers_without_a_bias_or_with_settings_of_their_own_are_called_as_they_
         np.testing.assert_array_equal(got, layer(x))
 
 
-def test_bfloat16_precision_multiplies_bf16_operands_into_f32_sums():
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_bfloat16_precision_multiplies_bf16_operands_into_f32_sums(
+    backend, monkeypatch
+):
+    """On a CPU the bias is folded in (rounded to bf16 with the kernel); on a
+    GPU (the backend's name stubbed: only the choice of ops is under test) it
+    is added in f32 after the bf16 product, which XLA:GPU alone would run as
+    TF32."""
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
     layer = _layer()
     x = jax.random.normal(jax.random.key(5), (6, 24))
     with jax.default_matmul_precision("bfloat16"):
         got = folded_linear(layer, x)
         jaxpr = jax.make_jaxpr(lambda v: folded_linear(layer, v))(x).jaxpr
     assert got.dtype == jnp.float32
-    if jax.default_backend() != "cpu":
-        return  # elsewhere XLA applies the precision itself
     [dot] = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "dot_general"]
     assert [v.aval.dtype for v in dot.invars] == [jnp.bfloat16] * 2
     rounded = lambda a: np.asarray(jnp.asarray(a).astype(jnp.bfloat16), np.float64)
-    want = rounded(x) @ rounded(layer.kernel[...]) + rounded(layer.bias[...])
+    bias = layer.bias[...]
+    bias = rounded(bias) if backend == "cpu" else np.asarray(bias, np.float64)
+    want = rounded(x) @ rounded(layer.kernel[...]) + bias
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     exact = np.asarray(x, np.float64) @ np.asarray(layer.kernel[...], np.float64)
     exact += np.asarray(layer.bias[...], np.float64)
