@@ -48,7 +48,12 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # and activations stay float32; on a CPU, where XLA ignores the setting, the
     # logit and FC gate products, models.layers.folded_linear: 1.5x the NES
     # generations/s with AVX512-BF16); "tensorfloat32"; "float32" (exact passes)
-    config.compute = ConfigDict(dict(matmul_precision="default"))
+    # compilation_cache_dir: a folder (or gs:// URL) where JAX keeps compiled
+    # programs, so that a resumed or repeated run loads them instead of compiling
+    # again ("": off, or JAX_COMPILATION_CACHE_DIR's; train/common.py)
+    config.compute = ConfigDict(
+        dict(matmul_precision="default", compilation_cache_dir="")
+    )
     # a NaN/Inf loss, reward, fitness or parameter stops the run; max_rollbacks > 0
     # restarts it from its last checkpoint (at most that often) with the step
     # sizes (learning rates, sigma) x rollback_factor (nic_jax/train/rollback.py)
