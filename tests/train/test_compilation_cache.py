@@ -43,6 +43,7 @@ def test_a_second_run_loads_its_programs_from_the_cache(tmp_path, cache_hits):
     config.evals.final_split = ""
     config.xe.num_epochs = 1
     config.compute.compilation_cache_dir = str(tmp_path / "xla")
+    jax.clear_caches()  # programs of earlier tests in this process: compile anew
     xe.train_and_evaluate(config, str(tmp_path / "first"))
     cached = os.listdir(tmp_path / "xla")
     assert any(name.startswith("jit_") for name in cached), cached
