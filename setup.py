@@ -35,6 +35,8 @@ EXTRAS_REQUIRE = {
         "ipykernel>=6.29,<8",
     ],
     "tb": ["tensorboardX>=2.6,<3"],
+    # a gs:// compute.compilation_cache_dir (JAX's cache reads and writes it so)
+    "gcs": ["gcsfs>=2024.2"],
     # Only for importing PyTorch state_dicts; 2.13.0 is the CPU wheel the target
     # machines carry, and any range that admits it installs nothing more.
     "torch": ["torch>=2.2,<=2.14.1"],

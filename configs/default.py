@@ -50,9 +50,14 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # generations/s with AVX512-BF16); "tensorfloat32"; "float32" (exact passes)
     # compilation_cache_dir: a folder (or gs:// URL) where JAX keeps compiled
     # programs, so that a resumed or repeated run loads them instead of compiling
-    # again ("": off, or JAX_COMPILATION_CACHE_DIR's; train/common.py)
+    # again ("": off, or JAX_COMPILATION_CACHE_DIR's); those that compiled in under
+    # compilation_cache_min_compile_s are not kept (train/common.py)
     config.compute = ConfigDict(
-        dict(matmul_precision="default", compilation_cache_dir="")
+        dict(
+            matmul_precision="default",
+            compilation_cache_dir="",
+            compilation_cache_min_compile_s=0.1,
+        )
     )
     # a NaN/Inf loss, reward, fitness or parameter stops the run; max_rollbacks > 0
     # restarts it from its last checkpoint (at most that often) with the step

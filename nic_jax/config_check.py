@@ -77,6 +77,7 @@ _NON_NEGATIVE_NUMBER = (
     "es.bleu_reward_weight",
     "budget.train_s",
     "budget.eval_every_s",
+    "compute.compilation_cache_min_compile_s",
 )
 _FRACTION = ("model.drop_prob_lm", "optim.b1", "optim.b2", "es.b1", "es.b2")
 _SHRINK = ("numerics.rollback_factor",)

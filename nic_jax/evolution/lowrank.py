@@ -193,6 +193,7 @@ def _lowrank_dot_general(factor: LowRank, coef, product: str):
         return compute(lhs, rhs, factor.a, factor.b, coef)
 
     dot_general.stacks_rows = functools.partial(_folds_bias, product)
+    dot_general.takes_bf16_operands = True  # passes preferred_element_type on
     return dot_general
 
 

@@ -77,10 +77,13 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     many rows (`stacks_rows(rows)`); any other is called as it is.
 
     At "bfloat16" matmul precision (`bf16_matmuls_requested`) a plain layer's
-    product takes bf16 operands into f32 sums, on every backend."""
+    product takes bf16 operands into f32 sums, on every backend, when its
+    `dot_general` is `lax.dot_general` or says it takes them
+    (`takes_bf16_operands`: it accepts `preferred_element_type`)."""
     plain = _plain(layer)
     folds = plain and _folds_bias(layer, math.prod(x.shape[:-1]))
     bf16 = plain and x.dtype == jnp.float32 and bf16_matmuls_requested()
+    bf16 = bf16 and _takes_bf16(layer.dot_general)
     if not (folds or bf16):
         return layer(x)
     kernel, operand = layer.kernel[...], x
@@ -118,6 +121,12 @@ def _plain(layer: nnx.Linear) -> bool:
     """A bias, and no dtype, precision or preferred element type of its own."""
     plain = layer.use_bias and layer.dtype is None and layer.precision is None
     return plain and getattr(layer, "preferred_element_type", None) is None
+
+
+def _takes_bf16(dot_general) -> bool:
+    return dot_general is lax.dot_general or getattr(
+        dot_general, "takes_bf16_operands", False
+    )
 
 
 def _folds_bias(layer: nnx.Linear, rows: int) -> bool:

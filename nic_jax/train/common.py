@@ -56,41 +56,64 @@ def save_config(config, workdir: str) -> None:
 
 def apply_compute(config) -> None:
     """Sets the run's f32 matmul precision (`config.compute.matmul_precision`) for
-    every program jitted from here on ("default": JAX's own choice), and, when
-    `config.compute.compilation_cache_dir` names a folder, JAX's persistent
-    compilation cache there (see `use_compilation_cache`)."""
+    every program jitted from here on ("default": JAX's own choice), and JAX's
+    persistent compilation cache (`config.compute.compilation_cache_dir`, see
+    `use_compilation_cache`; "" undoes what an earlier run in this process set)."""
     compute = config.get("compute", {})
     precision = compute.get("matmul_precision", "default")
     chosen = None if precision == "default" else precision
     jax.config.update("jax_default_matmul_precision", chosen)
     if chosen:
         logging.info("f32 matmuls at precision %s", chosen)
-    if compute.get("compilation_cache_dir", ""):
-        use_compilation_cache(compute.compilation_cache_dir)
+    folder = compute.get("compilation_cache_dir", "")
+    if folder:
+        min_compile_s = compute.get("compilation_cache_min_compile_s", 0.1)
+        use_compilation_cache(folder, min_compile_s)
+    else:
+        stop_compilation_cache()
 
 
-# Programs that compile in less are not kept (JAX's default: 1 s). The tiny NES
-# run (configs/nes.py:tiny, a fresh process, 2-core CPU) took 12.6 s uncached,
-# 9.4 s from a cache at 1 s (1 program kept), 7.1 s at 0.1 s (10 programs).
-CACHE_MIN_COMPILE_S = 0.1
+_CACHE_SETTINGS = (
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_enable_xla_caches",
+)
+_settings_before_cache: dict = {}  # JAX's, as `use_compilation_cache` found them
 
 
-def use_compilation_cache(folder: str) -> None:
+def use_compilation_cache(folder: str, min_compile_s: float = 0.1) -> None:
     """Keeps compiled programs in `folder` (a path, `~` expanded, or a gs://
-    URL): a resumed or repeated run with the same shapes, flags and versions
-    loads its programs instead of compiling them again. Those that compiled in
-    under `CACHE_MIN_COMPILE_S` are not kept (unless
-    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise). JAX reads the
-    folder once per process; changing it resets the cache."""
-    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-        jax.config.update(
-            "jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_S
+    URL, which needs gcsfs: `pip install -e ".[gcs]"`): a resumed or repeated
+    run with the same shapes, flags and versions loads its programs instead of
+    compiling them again. Programs that compiled in under `min_compile_s` are
+    not kept (JAX's default is 1 s: the tiny NES run, configs/nes.py:tiny in a
+    fresh process on a 2-core CPU, took 12.6 s uncached, 9.4 s from a cache at
+    1 s (1 program kept), 7.1 s at 0.1 s (10 programs)). JAX reads the folder
+    once per process, so a change resets its cache. Only process 0 writes:
+    several hosts should share one folder (gs://, NFS)."""
+    if not _settings_before_cache:
+        _settings_before_cache.update(
+            {k: getattr(jax.config, k) for k in _CACHE_SETTINGS}
         )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_s)
     path = os.path.expanduser(folder)
+    if path.startswith("gs://"):  # XLA's autotune cache path is local-only
+        jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
     if jax.config.jax_compilation_cache_dir != path:
         compilation_cache.reset_cache()
         jax.config.update("jax_compilation_cache_dir", path)
         logging.info("compiled programs cached in %s", path)
+
+
+def stop_compilation_cache() -> None:
+    """Restores JAX's cache settings as `use_compilation_cache` found them (a
+    run without a cache after one with, in the same process)."""
+    if not _settings_before_cache:
+        return
+    compilation_cache.reset_cache()
+    for name, value in _settings_before_cache.items():
+        jax.config.update(name, value)
+    _settings_before_cache.clear()
 
 
 def setup_data_and_decoder(config, splits=("train", "val", "test")):

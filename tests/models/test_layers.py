@@ -30,13 +30,17 @@ def test_folded_linear_is_the_layer_with_the_bias_inside_the_matmul():
         assert "concatenate" in primitives and "add" not in primitives
 
 
-def test_a_layer_with_its_own_dot_general_is_called_as_it_is():
+@pytest.mark.parametrize("precision", ["default", "bfloat16"])
+def test_a_layer_with_its_own_dot_general_is_called_as_it_is(precision):
+    """Also at "bfloat16": such a function may not take preferred_element_type
+    (flax calls it without), so it gets f32 operands and no extra keyword."""
     layer = _layer()
-    layer.dot_general = lambda lhs, rhs, *args, **kwargs: (
-        2.0 * lax.dot_general(lhs, rhs, *args, **kwargs)
+    layer.dot_general = lambda lhs, rhs, dims, precision=None, out_sharding=None: (
+        2.0 * lax.dot_general(lhs, rhs, dims, precision=precision)
     )
     x = jax.random.normal(jax.random.key(3), (4, 24))
-    np.testing.assert_allclose(folded_linear(layer, x), layer(x), rtol=1e-6)
+    with jax.default_matmul_precision(precision):
+        np.testing.assert_allclose(folded_linear(layer, x), layer(x), rtol=1e-6)
     np.testing.assert_allclose(
         folded_linear(layer, x),
         2.0 * x @ layer.kernel[...] + layer.bias[...],
