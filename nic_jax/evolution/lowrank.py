@@ -198,12 +198,12 @@ def _lowrank_dot_general(factor: LowRank, coef, product: str):
 
 
 def _folds_bias(product: str, rows: int) -> bool:
-    """Whether `layers.folded_linear` may hand this layer [x, 1] @ [[W], [bias]]:
-    on a CPU, for the stacked form only. Each member's bias carries its own
-    noise, so a folded right-hand side is per member: what the stacked form
-    builds anyway, what the shared and grouped forms exist to avoid."""
-    form = products.resolve(product, rows)
-    return jax.default_backend() == "cpu" and form == "stacked"
+    """Whether this layer takes [x, 1] @ [[W], [bias]] from `layers.folded_linear`
+    (which folds on a CPU only): in the stacked form only. Each member's bias
+    carries its own noise, so a folded right-hand side is per member: what the
+    stacked form builds anyway, what the shared and grouped forms exist to
+    avoid."""
+    return products.resolve(product, rows) == "stacked"
 
 
 class _LowRankEmbed(nnx.Embed):

@@ -92,15 +92,11 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
         ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
         operand = jnp.concatenate([x, ones], axis=-1)
     dims = (((x.ndim - 1,), (0,)), ((), ()))
+    kwargs = {}
     if bf16:
-        out = layer.dot_general(
-            operand.astype(jnp.bfloat16),
-            kernel.astype(jnp.bfloat16),
-            dims,
-            preferred_element_type=jnp.float32,
-        )
-    else:
-        out = layer.dot_general(operand, kernel, dims)
+        operand, kernel = operand.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+        kwargs["preferred_element_type"] = jnp.float32
+    out = layer.dot_general(operand, kernel, dims, **kwargs)
     return out if folds else out + layer.bias[...]
 
 

@@ -97,8 +97,10 @@ def use_compilation_cache(folder: str, min_compile_s: float = 0.1) -> None:
         )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_s)
     path = os.path.expanduser(folder)
+    xla_caches = _settings_before_cache["jax_persistent_cache_enable_xla_caches"]
     if path.startswith("gs://"):  # XLA's autotune cache path is local-only
-        jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
+        xla_caches = "none"
+    jax.config.update("jax_persistent_cache_enable_xla_caches", xla_caches)
     if jax.config.jax_compilation_cache_dir != path:
         compilation_cache.reset_cache()
         jax.config.update("jax_compilation_cache_dir", path)

@@ -87,6 +87,10 @@ def test_a_run_without_a_cache_puts_back_what_a_run_with_one_set(tmp_path, cache
     assert jax.config.jax_compilation_cache_dir == "gs://a-bucket/xla"
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.1
     assert jax.config.jax_persistent_cache_enable_xla_caches == "none"
+    config.compute.compilation_cache_dir = str(tmp_path / "local")  # gs:// -> local
+    common.apply_compute(config)
+    xla_caches = before["jax_persistent_cache_enable_xla_caches"]
+    assert jax.config.jax_persistent_cache_enable_xla_caches == xla_caches
     config.compute.compilation_cache_dir = ""
     common.apply_compute(config)
     assert {n: getattr(jax.config, n) for n in before} == before
