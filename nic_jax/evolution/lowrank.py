@@ -183,17 +183,20 @@ def _lowrank_dot_general(factor: LowRank, coef, product: str):
 
     `rhs` may carry rows below W that `lhs` matches with columns after its first
     m (`layers.folded_linear` stacks the bias so when `stacks_rows(rows)`); `a`
-    reads the first m columns."""
+    reads the first m columns. Otherwise `folded_linear` hands the layer's bias
+    over as `bias`, for the form to add (the grouped form inside its product).
+    """
 
-    def dot_general(lhs, rhs, dimension_numbers, precision=None, **kwargs):
+    def dot_general(lhs, rhs, dimension_numbers, precision=None, bias=None, **kw):
         if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())):
             raise ValueError(f"low-rank Linear: unexpected dims {dimension_numbers}")
         form = products.resolve(product, math.prod(lhs.shape[:-1]))
-        compute = products.linear_product(form, precision=precision, **kwargs)
-        return compute(lhs, rhs, factor.a, factor.b, coef)
+        compute = products.linear_product(form, precision=precision, **kw)
+        return compute(lhs, rhs, factor.a, factor.b, coef, bias)
 
     dot_general.stacks_rows = functools.partial(_folds_bias, product)
     dot_general.takes_bf16_operands = True  # passes preferred_element_type on
+    dot_general.adds_bias = True  # takes the layer's bias as `bias`
     return dot_general
 
 

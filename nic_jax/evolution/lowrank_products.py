@@ -16,16 +16,20 @@ the memory traffic they cost when the members are vmapped together:
   (as full-rank members read their own W). Measured faster on a CPU from 128
   rows a member (BENCHMARKS.md, low-rank section).
 * `grouped`: members in groups of g (`group_size`: the largest divisor of the
-  members vmapped together up to `GROUP_COLUMNS` / r); a group's rows times
-  one right-hand side [[W], [b_1^T], ..., [b_g^T]] (m + g r rows): member j's
-  rows carry x_j in the first m columns and c_j x_j a_j in block j of the g r
-  after it, zeros elsewhere. One product per group, its output written once,
-  its right-hand side read once for g members: 1 + g r / m times the
-  arithmetic of x W (1.25x at m = 128, g r = 32), for 1/g of the stacked
-  form's right-hand-side traffic. Each group's right-hand side is a copy
-  (W broadcast, then the b's appended), loop-invariant in a decode. Meant for
-  accelerators, where a member's logit product is bound by that traffic
-  (BENCHMARKS.md, GPU run 1).
+  members vmapped together up to `GROUP_COLUMNS` / r, or / (r + 1) with a
+  bias); a group's rows times one right-hand side [[W], [b_1^T], ...,
+  [b_g^T]] (m + g r rows): member j's rows carry x_j in the first m columns
+  and c_j x_j a_j in block j of the g r after it, zeros elsewhere. One product
+  per group, its output written once, its right-hand side read once for g
+  members: at most 1 + 32 / m times the arithmetic of x W, for 1/g of the
+  stacked form's right-hand-side traffic. Each group's right-hand side is a
+  copy (W broadcast, then the b's appended), loop-invariant in a decode. Meant
+  for accelerators, where a member's logit product is bound by that traffic
+  (BENCHMARKS.md, GPU run 1). A bias of each member's own (`bias`, which
+  `layers.folded_linear` hands to a low-rank Linear) goes in as one more
+  column of its block, a 1 against its bias row: added apart, XLA:GPU made it
+  the GEMM's C operand, a (rows, n) broadcast written and read again, 17% of a
+  generation (GPU run 2).
 
 `grouped` needs to see the members: `linear_product` is a
 `jax.custom_batching.custom_vmap` function whose single-member body is the
@@ -60,54 +64,64 @@ def resolve(product: str, rows: int) -> str:
     return "stacked" if rows >= STACK_MIN_ROWS else "shared"
 
 
-def shared(lhs, rhs, a, b, coef, **dot_kwargs):
-    """x W + c (x a) b^T as two products: `lhs` (..., k) @ `rhs` (k, n), with `a`
-    (m, r) reading the first m <= k columns (a folded bias may follow them)."""
+def shared(lhs, rhs, a, b, coef, bias=None, **dot_kwargs):
+    """x W + c (x a) b^T (+ bias) as two products: `lhs` (..., k) @ `rhs` (k, n),
+    with `a` (m, r) reading the first m <= k columns (a folded bias may follow
+    them)."""
     out = lax.dot_general(lhs, rhs, _last_by_first(lhs), **dot_kwargs)
-    low = coef * (lhs[..., : a.shape[0]] @ a)
-    return out + (low @ b.T).astype(out.dtype)
+    low = (coef * (lhs[..., : a.shape[0]] @ a)) @ b.T
+    return out + _plus(low, bias).astype(out.dtype)
 
 
-def stacked(lhs, rhs, a, b, coef, **dot_kwargs):
-    """x W + c (x a) b^T as one product [x, c x a] @ [[W], [b^T]]."""
+def stacked(lhs, rhs, a, b, coef, bias=None, **dot_kwargs):
+    """x W + c (x a) b^T (+ bias) as one product [x, c x a] @ [[W], [b^T]]."""
     low = coef * (lhs[..., : a.shape[0]] @ a)
     wide = jnp.concatenate([lhs, low.astype(lhs.dtype)], axis=-1)
     tall = jnp.concatenate([rhs, b.T.astype(rhs.dtype)], axis=0)
-    return lax.dot_general(wide, tall, _last_by_first(wide), **dot_kwargs)
+    out = lax.dot_general(wide, tall, _last_by_first(wide), **dot_kwargs)
+    return out if bias is None else out + bias.astype(out.dtype)
 
 
-def grouped(lhs, rhs, a, b, coef, group: int, **dot_kwargs):
-    """Members' x_i W + c_i (x_i a_i) b_i^T for `lhs` (P, ..., k), `a` (P, m, r),
-    `b` (P, n, r), `coef` (P,) and a shared `rhs` (k, n), `group` members
-    (dividing P) per product (see the module docstring)."""
-    members, k, (m, r), n = lhs.shape[0], lhs.shape[-1], a.shape[1:], rhs.shape[1]
+def grouped(lhs, rhs, a, b, coef, bias, group: int, **dot_kwargs):
+    """Members' x_i W + c_i (x_i a_i) b_i^T (+ bias_i) for `lhs` (P, ..., k), `a`
+    (P, m, r), `b` (P, n, r), `coef` (P,), `bias` (P, n) or None and a shared
+    `rhs` (k, n), `group` members (dividing P) per product (see the module
+    docstring): member j's block holds [c_j x_j a_j, 1] against [b_j^T; bias_j]
+    when it has a bias, so that no (rows, n) bias is added apart."""
+    members, k, m, n = lhs.shape[0], lhs.shape[-1], a.shape[1], rhs.shape[1]
     rows_shape = lhs.shape[1:-1]
     rows, groups = math.prod(rows_shape), members // group
     x = lhs.reshape(members, rows, k)
     low = coef[:, None, None] * jnp.einsum("prm,pms->prs", x[..., :m], a)
+    b_rows = jnp.swapaxes(b, 1, 2)  # (P, r, n)
+    if bias is not None:
+        low = jnp.concatenate([low, jnp.ones_like(low[..., :1])], axis=-1)
+        b_rows = jnp.concatenate([b_rows, bias[:, None, :].astype(b.dtype)], axis=1)
+    width = low.shape[-1]
     blocks = jnp.eye(group, dtype=lhs.dtype)[None, :, None, :, None]
-    low = low.astype(lhs.dtype).reshape(groups, group, rows, 1, r) * blocks
+    low = low.astype(lhs.dtype).reshape(groups, group, rows, 1, width) * blocks
     wide = jnp.concatenate(
         [x.reshape(groups, group * rows, k), low.reshape(groups, group * rows, -1)],
         axis=-1,
     )
-    b_rows = jnp.swapaxes(b, 1, 2).astype(rhs.dtype).reshape(groups, group * r, n)
+    b_rows = b_rows.astype(rhs.dtype).reshape(groups, group * width, n)
     tall = jnp.concatenate([jnp.broadcast_to(rhs, (groups, k, n)), b_rows], axis=1)
     out = lax.dot_general(wide, tall, (((2,), (1,)), ((0,), (0,))), **dot_kwargs)
     return out.reshape(members, *rows_shape, n)
 
 
-def group_size(members: int, rank: int) -> int:
+def group_size(members: int, columns: int) -> int:
     """Members per grouped product: the largest divisor of P up to
-    `GROUP_COLUMNS` / r (at least 1)."""
-    most = max(1, GROUP_COLUMNS // rank)
+    `GROUP_COLUMNS` / `columns` (the inner columns each member adds: r, or
+    r + 1 with its bias; at least 1)."""
+    most = max(1, GROUP_COLUMNS // columns)
     return max(g for g in range(1, min(most, members) + 1) if members % g == 0)
 
 
 def linear_product(form: str, **dot_kwargs):
-    """fn(lhs, rhs, a, b, coef) -> x W + c (x a) b^T in `form` ("shared",
-    "stacked" or "grouped"); `dot_kwargs` (precision, preferred_element_type)
-    go to the main product."""
+    """fn(lhs, rhs, a, b, coef, bias=None) -> x W + c (x a) b^T (+ bias) in
+    `form` ("shared", "stacked" or "grouped"); `dot_kwargs` (precision,
+    preferred_element_type) go to the main product."""
     if form == "shared":
         return functools.partial(shared, **dot_kwargs)
     if form == "stacked":
@@ -120,23 +134,35 @@ def linear_product(form: str, **dot_kwargs):
     product = jax.custom_batching.custom_vmap(one)
 
     @product.def_vmap
-    def _members_rule(axis_size, in_batched, lhs, rhs, a, b, coef):
-        lhs_batched, rhs_batched, a_batched, b_batched, coef_batched = in_batched
-        if not any((rhs_batched, a_batched, b_batched, coef_batched)):
-            return product(lhs, rhs, a, b, coef), True  # the axis: more rows
+    def _members_rule(axis_size, in_batched, lhs, rhs, a, b, coef, bias):
+        lhs_batched, rhs_batched, a_batched, b_batched, coef_batched, bias_batched = (
+            in_batched  # bias_batched: None when there is no bias
+        )
+        if not any((rhs_batched, a_batched, b_batched, coef_batched, bias_batched)):
+            return product(lhs, rhs, a, b, coef, bias), True  # the axis: more rows
         if rhs_batched or not (a_batched and b_batched):
             axes = [0 if batched else None for batched in in_batched]
-            return jax.vmap(one, in_axes=axes)(lhs, rhs, a, b, coef), True
-        if not lhs_batched:
-            lhs = jnp.broadcast_to(lhs, (axis_size, *lhs.shape))
-        if not coef_batched:
-            coef = jnp.broadcast_to(coef, (axis_size, *coef.shape))
-        group = group_size(axis_size, a.shape[-1])
-        return grouped(lhs, rhs, a, b, coef, group, **dot_kwargs), True
+            return jax.vmap(one, in_axes=axes)(lhs, rhs, a, b, coef, bias), True
+        lhs = _members_first(lhs, lhs_batched, axis_size)
+        coef = _members_first(coef, coef_batched, axis_size)
+        bias = _members_first(bias, bias_batched, axis_size)
+        group = group_size(axis_size, a.shape[-1] + (bias is not None))
+        return grouped(lhs, rhs, a, b, coef, bias, group, **dot_kwargs), True
 
-    return product
+    return lambda lhs, rhs, a, b, coef, bias=None: product(lhs, rhs, a, b, coef, bias)
+
+
+def _members_first(value, batched, members: int):
+    """`value` with a leading members axis (broadcast when not batched)."""
+    if value is None or batched:
+        return value
+    return jnp.broadcast_to(value, (members, *value.shape))
 
 
 def _last_by_first(lhs):
     """Dimension numbers of lhs (..., k) @ rhs (k, n)."""
     return (((lhs.ndim - 1,), (0,)), ((), ()))
+
+
+def _plus(low, bias):
+    return low if bias is None else low + bias

@@ -74,7 +74,8 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     once. Elsewhere (GPU, TPU) the bias stays apart, so that the matmul keeps its
     aligned inner size. A layer's own `dot_general` (the low-rank population's,
     `evolution.lowrank`) gets the stacked operands when it takes them for this
-    many rows (`stacks_rows(rows)`); any other is called as it is.
+    many rows (`stacks_rows(rows)`), else the bias as `bias=` when it adds one
+    itself (`adds_bias`); any other is called as it is.
 
     At "bfloat16" matmul precision (`bf16_matmuls_requested`) a plain layer's
     product takes bf16 operands into f32 sums, on every backend, when its
@@ -84,7 +85,8 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     folds = plain and _folds_bias(layer, math.prod(x.shape[:-1]))
     bf16 = plain and x.dtype == jnp.float32 and bf16_matmuls_requested()
     bf16 = bf16 and _takes_bf16(layer.dot_general)
-    if not (folds or bf16):
+    hands_bias = plain and not folds and getattr(layer.dot_general, "adds_bias", False)
+    if not (folds or bf16 or hands_bias):
         return layer(x)
     kernel, operand = layer.kernel[...], x
     if folds:
@@ -96,6 +98,8 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     if bf16:
         operand, kernel = operand.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
         kwargs["preferred_element_type"] = jnp.float32
+    if hands_bias:
+        return layer.dot_general(operand, kernel, dims, bias=layer.bias[...], **kwargs)
     out = layer.dot_general(operand, kernel, dims, **kwargs)
     return out if folds else out + layer.bias[...]
 

@@ -56,6 +56,34 @@ def test_each_form_over_vmapped_members_equals_the_explicit_sum(form):
 
 
 @pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("own_bias", [True, False])
+def test_each_form_adds_a_bias_per_member_or_shared(form, own_bias):
+    """`bias` as `layers.folded_linear` hands it over: each member's own (the
+    grouped form puts it inside its product, a column of 1s against the bias
+    rows) or one for all."""
+    ops = _operands(3)
+    bias = np.random.default_rng(4).standard_normal((MEMBERS, N)).astype(np.float32)
+    bias = bias if own_bias else bias[0]
+    in_axes = (0, None, 0, 0, 0, 0 if own_bias else None)
+    members = jax.vmap(products.linear_product(form), in_axes=in_axes)
+    got = jax.jit(members)(*ops.values(), bias)
+    per_member = bias if own_bias else np.broadcast_to(bias, (MEMBERS, N))
+    want = _explicit(**ops) + per_member[:, None, None, :]
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+def test_grouped_puts_each_members_bias_in_its_block():
+    """r = 8 and a bias: 9 columns a member, so 3 members a product (32 // 9),
+    inner size k + 3 (r + 1) = 36 (without a bias: 4 members, k + 32)."""
+    ops = _operands()
+    bias = np.ones((MEMBERS, N), np.float32)
+    in_axes = (0, None, 0, 0, 0, 0)
+    members = jax.vmap(products.linear_product("grouped"), in_axes=in_axes)
+    closed = jax.make_jaxpr(members)(*ops.values(), bias).jaxpr
+    assert _grouped_products(closed) == [K + 3 * (RANK + 1)]
+
+
+@pytest.mark.parametrize("form", FORMS)
 def test_each_form_takes_bf16_operands_into_f32_sums(form):
     """As `layers.folded_linear` calls it at "bfloat16" precision: the main
     product's operands bf16, its sums f32; c x a rounded to bf16 where it joins

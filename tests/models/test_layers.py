@@ -86,3 +86,24 @@ def test_bfloat16_precision_multiplies_bf16_operands_into_f32_sums(
     exact = np.asarray(x, np.float64) @ np.asarray(layer.kernel[...], np.float64)
     exact += np.asarray(layer.bias[...], np.float64)
     assert np.abs(np.asarray(got) - exact).max() > 1e-3  # bf16 rounding shows
+
+
+def test_a_dot_general_that_adds_the_bias_gets_it():
+    """The low-rank population's dot_general (`adds_bias`) adds the layer's
+    bias itself (inside its product, in the grouped form): folded_linear hands
+    it over and adds none of its own."""
+    layer = _layer()
+    calls = []
+
+    def dot_general(lhs, rhs, dims, precision=None, bias=None, **kwargs):
+        calls.append(bias)
+        return lax.dot_general(lhs, rhs, dims, precision=precision) + 3.0 * bias
+
+    dot_general.adds_bias = True
+    dot_general.stacks_rows = lambda rows: False
+    layer.dot_general = dot_general
+    x = jax.random.normal(jax.random.key(6), (4, 24))
+    got = folded_linear(layer, x)
+    np.testing.assert_array_equal(calls[0], layer.bias[...])
+    want = x @ layer.kernel[...] + 3.0 * layer.bias[...]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
