@@ -25,6 +25,7 @@ from nic_jax.decoding.search import (
     constrain_logprobs,
     parse_length_penalty,
 )
+from nic_jax.models.layers import kernels_for_steps
 
 
 class Beams(NamedTuple):
@@ -148,8 +149,11 @@ def beam_search(
     ctx = decoder.encode(params, feats)
     state = decoder.init_state(params, ctx)
     batch = jax.tree.leaves(state)[0].shape[0]
+    step_params = kernels_for_steps(params)  # cast once, not in every step
     step = jax.vmap(
-        lambda s, token: decoder.step(params, ctx, s, token), in_axes=1, out_axes=1
+        lambda s, token: decoder.step(step_params, ctx, s, token),
+        in_axes=1,
+        out_axes=1,
     )
 
     def body(carry: _Carry) -> _Carry:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from nic_jax.errors import InputError
+from nic_jax.models.layers import kernels_for_steps
 
 BAD_ENDINGS = (
     "with", "in", "on", "of", "a", "at", "to", "for", "an", "this", "his", "her",
@@ -242,11 +243,12 @@ def decode(
     state = decoder.init_state(params, ctx)
     batch = jax.tree.leaves(state)[0].shape[0]
     keys = jax.random.split(key if key is not None else jax.random.key(0), max_len)
+    step_params = kernels_for_steps(params)  # cast once, not in every step
 
     def step(state, history, done, t, step_key):
         token = jnp.where(t > 0, jnp.take(history, jnp.maximum(t - 1, 0), 1), 0)
         step_fn = decoder.step if with_logprobs else decoder.step_logits
-        scores, state = step_fn(params, ctx, state, token)
+        scores, state = step_fn(step_params, ctx, state, token)
         allowed = constrain_logprobs(scores, history, t, options)
         token = _select(allowed, step_key, method, temperature).astype(jnp.int32)
         token_logprob = (

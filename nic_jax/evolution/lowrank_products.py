@@ -53,14 +53,14 @@ STACK_MIN_ROWS = 128  # rows of a member from which a CPU stacks its products
 
 def resolve(product: str, rows: int) -> str:
     """The form `product` selects for a member's Linear over `rows` rows:
-    "auto" is `stacked` on a CPU from `STACK_MIN_ROWS` rows, `shared` below and
-    on accelerators (the forms measured there so far; `grouped` is predicted
-    faster on a GPU and not yet measured: `nic_jax.benchmarks.lowrank
-    --products=grouped,stacked,shared` compares them)."""
+    "auto" is `grouped` on accelerators, and on a CPU `stacked` from
+    `STACK_MIN_ROWS` rows, `shared` below: the fastest measured there
+    (BENCHMARKS.md: low-rank section for the CPU, GPU run 2 on an H200, where
+    grouped ran 1.04x full rank and shared 0.52x)."""
     if product != "auto":
         return product
     if jax.default_backend() != "cpu":
-        return "shared"
+        return "grouped"
     return "stacked" if rows >= STACK_MIN_ROWS else "shared"
 
 
@@ -69,8 +69,9 @@ def shared(lhs, rhs, a, b, coef, bias=None, **dot_kwargs):
     with `a` (m, r) reading the first m <= k columns (a folded bias may follow
     them)."""
     out = lax.dot_general(lhs, rhs, _last_by_first(lhs), **dot_kwargs)
-    low = (coef * (lhs[..., : a.shape[0]] @ a)) @ b.T
-    return out + _plus(low, bias).astype(out.dtype)
+    low = coef * (lhs[..., : a.shape[0]] @ a)
+    out = out + (low @ b.T).astype(out.dtype)
+    return out if bias is None else out + bias.astype(out.dtype)
 
 
 def stacked(lhs, rhs, a, b, coef, bias=None, **dot_kwargs):
@@ -162,7 +163,3 @@ def _members_first(value, batched, members: int):
 def _last_by_first(lhs):
     """Dimension numbers of lhs (..., k) @ rhs (k, n)."""
     return (((lhs.ndim - 1,), (0,)), ((), ()))
-
-
-def _plus(low, bias):
-    return low if bias is None else low + bias

@@ -90,7 +90,8 @@ def folded_linear(layer: nnx.Linear, x: jax.Array) -> jax.Array:
         return layer(x)
     kernel, operand = layer.kernel[...], x
     if folds:
-        kernel = jnp.concatenate([kernel, layer.bias[...][None]], axis=0)
+        bias = layer.bias[...].astype(kernel.dtype)  # bf16 from kernels_for_steps
+        kernel = jnp.concatenate([kernel, bias[None]], axis=0)
         ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
         operand = jnp.concatenate([x, ones], axis=-1)
     dims = (((x.ndim - 1,), (0,)), ((), ()))
@@ -115,6 +116,26 @@ def bf16_matmuls_requested() -> bool:
     H200 "bfloat16" alone changed nothing, BENCHMARKS.md, GPU run 1). Other
     products (the rest of the layers) keep the backend's reading."""
     return jax.config.jax_default_matmul_precision == "bfloat16"
+
+
+def kernels_for_steps(params):
+    """`params` as the steps of a decode loop read them: at "bfloat16" matmul
+    precision (`bf16_matmuls_requested`) every f32 2-D `kernel` in bf16, cast
+    once before the loop. `folded_linear` casts its kernel to bf16 anyway, but
+    inside the loop XLA:GPU cast each member's logit kernel again at every step
+    (25% of a full-rank generation on an H200, BENCHMARKS.md, GPU run 2). Other
+    layers promote the rounded kernel back to f32. Any pytree: a leaf counts as
+    a kernel by the last key of its path."""
+    if not bf16_matmuls_requested():
+        return params
+
+    def cast(path, leaf):
+        last = path[-1] if path else None
+        named = getattr(last, "key", getattr(last, "name", None)) == "kernel"
+        kernel = named and leaf.ndim == 2 and leaf.dtype == jnp.float32
+        return leaf.astype(jnp.bfloat16) if kernel else leaf
+
+    return jax.tree_util.tree_map_with_path(cast, params)
 
 
 def _plain(layer: nnx.Linear) -> bool:

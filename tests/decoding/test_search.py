@@ -297,3 +297,48 @@ def test_decoding_from_logits_picks_the_tokens_of_the_log_probs():
     logits, _ = decoder.step_logits(params, ctx, state, bos)
     logprobs, _ = decoder.step(params, ctx, state, bos)
     np.testing.assert_allclose(jax.nn.log_softmax(logits), logprobs, atol=1e-6)
+
+
+def _converts_to_bf16(jaxpr, inside_loop=False):
+    """Operand shapes of the casts to bf16 in `jaxpr` (and the jaxprs in its
+    equations), those inside a while loop's body apart."""
+    found = {"before": [], "loop": []}
+    for eqn in jaxpr.eqns:
+        cast = eqn.primitive.name == "convert_element_type"
+        if cast and eqn.params["new_dtype"] == jnp.bfloat16:
+            where = "loop" if inside_loop else "before"
+            found[where].append(eqn.invars[0].aval.shape)
+        for name, value in eqn.params.items():
+            sub = getattr(value, "jaxpr", value)
+            if hasattr(sub, "eqns"):
+                body = eqn.primitive.name == "while" and "body" in name
+                in_loop = inside_loop or body
+                for where, shapes in _converts_to_bf16(sub, in_loop).items():
+                    found[where] += shapes
+    return found
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_bfloat16_decode_casts_the_kernels_once_before_the_loop(backend, monkeypatch):
+    """At "bfloat16" precision the loop reads kernels cast to bf16 before it
+    (XLA:GPU cast a member's logit kernel in every step, BENCHMARKS.md GPU run
+    2): no kernel-shaped cast inside the loop, and the same captions as when
+    the loop casts (the backend's name stubbed: on "gpu" the bias stays apart)."""
+    from nic_jax.decoding import search
+
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    decoder, params, feats = _setup(bias_eos=0.3)
+    kernels = {leaf.shape for leaf in jax.tree.leaves(params) if leaf.ndim == 2}
+    kernels |= {(rows + 1, cols) for rows, cols in kernels}  # with a folded bias
+    run = jax.jit(lambda p: decode(decoder, p, feats, max_len=8))
+    with jax.default_matmul_precision("bfloat16"):
+        casts = _converts_to_bf16(jax.make_jaxpr(run)(params).jaxpr)
+        tokens, logprobs = run(params)
+        monkeypatch.setattr(search, "kernels_for_steps", lambda p: p)
+        run_casting = jax.jit(lambda p: decode(decoder, p, feats, max_len=8))
+        in_loop = _converts_to_bf16(jax.make_jaxpr(run_casting)(params).jaxpr)["loop"]
+        loop_tokens, loop_logprobs = run_casting(params)
+    assert casts["before"] and not kernels & set(casts["loop"]), casts
+    assert kernels & set(in_loop)  # the check sees a cast in the loop
+    np.testing.assert_array_equal(tokens, loop_tokens)
+    np.testing.assert_array_equal(logprobs, loop_logprobs)

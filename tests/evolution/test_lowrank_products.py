@@ -149,10 +149,13 @@ def test_group_size_is_the_largest_divisor_up_to_32_over_r(members, rank, want):
     assert products.group_size(members, rank) == want
 
 
-def test_auto_resolves_by_backend_and_rows():
+def test_auto_resolves_by_backend_and_rows(monkeypatch):
     assert jax.default_backend() == "cpu"
     assert products.resolve("auto", 128) == "stacked"
     assert products.resolve("auto", 127) == "shared"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert products.resolve("auto", 128) == products.resolve("auto", 8) == "grouped"
+    monkeypatch.undo()
     assert [products.resolve(f, 8) for f in FORMS] == list(FORMS)
     with pytest.raises(ValueError, match="out_sharding"):
         products.linear_product("grouped", out_sharding=jnp.float32)

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from jax import lax
 
-from nic_jax.models.layers import folded_linear
+from nic_jax.models.layers import folded_linear, kernels_for_steps
 
 
 def _layer():
@@ -107,3 +107,29 @@ def test_a_dot_general_that_adds_the_bias_gets_it():
     np.testing.assert_array_equal(calls[0], layer.bias[...])
     want = x @ layer.kernel[...] + 3.0 * layer.bias[...]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_kernels_for_steps_casts_2d_f32_kernels_at_bfloat16_only():
+    """By the last key of a leaf's path (a dict key or an attribute name)."""
+    import dataclasses
+
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass
+    class Holder:
+        kernel: jax.Array
+
+    params = {
+        "logit": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)},
+        "embed": {"embedding": jnp.ones((5, 3))},
+        "cell": [{"kernel": jnp.ones((2, 3, 4))}, Holder(jnp.ones((3, 2)))],
+        "half": {"kernel": jnp.ones((3, 4), jnp.bfloat16)},
+    }
+    assert kernels_for_steps(params) is params
+    with jax.default_matmul_precision("bfloat16"):
+        cast = kernels_for_steps(params)
+    dtypes = jax.tree.map(lambda leaf: leaf.dtype, cast)
+    assert dtypes["logit"] == {"kernel": jnp.bfloat16, "bias": jnp.float32}
+    assert dtypes["embed"]["embedding"] == jnp.float32
+    assert dtypes["cell"][0]["kernel"] == jnp.float32  # not 2-D
+    assert dtypes["cell"][1].kernel == jnp.bfloat16
+    np.testing.assert_array_equal(cast["logit"]["kernel"], params["logit"]["kernel"])
