@@ -236,7 +236,8 @@ def _es(tiny: bool) -> ConfigDict:
             lowrank_product="auto",
             # members vmapped together; at a COCO-size vocabulary 2 is fastest on
             # a CPU (a member's logits stay near the cache; BENCHMARKS.md, NIC-NES
-            # throughput, run 4); accelerators want more rows (128: not measured)
+            # throughput, run 4); accelerators want more rows (the GPU benchmarks
+            # use 128; other sizes not measured)
             eval_chunk_size=16 if tiny else 25,
             # GA architecture mutation (nic_jax/train/architecture.py): with this
             # probability a kept offspring is widened by arch_step units of layer

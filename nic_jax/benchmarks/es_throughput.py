@@ -44,9 +44,9 @@ own df table.
   it): the same generation with EGGROLL rank-r noise
   (`evolution.lowrank.LowRankNES`, its products in the backend's form,
   `low_rank_product`: members share x W and add
-  sigma (x A) B^T / sqrt(r)) at the largest P, one run in a fresh interpreter
-  as the full-rank engine's (until 2026-12-04 it ran in this process, after the
-  baselines, best of 2).
+  sigma (x A) B^T / sqrt(r)) at the largest P, in a fresh interpreter as the
+  full-rank engine's. The largest P is timed once on a CPU and best of 3
+  elsewhere (a GPU's first call also loads its kernels).
 * Roofline: `peak_matmul_gflops` is the best f32 rate of a 2048^3 `jnp.dot`
   (8192^3 on a GPU) at the start of the run, `engine_peak_matmul_gflops` the
   best of two taken just before and just after the engine's runs at the largest

@@ -121,8 +121,11 @@ def build_model(name: str, size: int, feat_dim: int, num_regions: int, vocab_siz
 
 
 def xla_flops(fn, *args) -> float:
-    """FLOPs XLA counts in jit(fn)(*args) (loop bodies counted once)."""
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    """FLOPs XLA counts in jit(fn)(*args) (loop bodies counted once), on the
+    program before the backend's passes: XLA:GPU's count of the compiled program
+    leaves out the dots it hands to cuBLAS (its decode and xe_step figures were
+    ~100x low, BENCHMARKS.md, GPU run 2)."""
+    cost = jax.jit(fn).lower(*args).cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     return float(cost.get("flops", 0.0))
 

@@ -23,9 +23,10 @@ the memory traffic they cost when the members are vmapped together:
   per group, its output written once, its right-hand side read once for g
   members: at most 1 + 32 / m times the arithmetic of x W, for 1/g of the
   stacked form's right-hand-side traffic. Each group's right-hand side is a
-  copy (W broadcast, then the b's appended), loop-invariant in a decode. Meant
-  for accelerators, where a member's logit product is bound by that traffic
-  (BENCHMARKS.md, GPU run 1). A bias of each member's own (`bias`, which
+  copy (W broadcast, then the b's appended), loop-invariant in a decode. For
+  accelerators, where a member's logit product is bound by memory traffic
+  (BENCHMARKS.md, GPU run 1): on an H200, 1.04-1.05x full rank (GPU run 2). A
+  bias of each member's own (`bias`, which
   `layers.folded_linear` hands to a low-rank Linear) goes in as one more
   column of its block, a 1 against its bias row: added apart, XLA:GPU made it
   the GEMM's C operand, a (rows, n) broadcast written and read again, 17% of a
