@@ -13,8 +13,9 @@ own df table.
   CPU, `--chunk_size`) whose noise is sliced from a shared table, tell with
   Adam), jit-compiled ahead of time,
   in a fresh interpreter per population size P (64 and 1,024: 2 runs at 64, the
-  best kept; 1 run at 1,024). `offspring_per_s` is the rate at the largest P,
-  `generation_s` the seconds of its generation (issue 8's GPU target: < 0.5 s);
+  best kept; at 1,024 1 run on a CPU, the best of 3 elsewhere).
+  `offspring_per_s` is the rate at the largest P, `generation_s` the seconds of
+  its generation (issue 8's GPU target: < 0.5 s);
   `peak_rss_mb` maps each P to that interpreter's peak RSS (VmHWM), `rss_ratio`
   is largest / smallest.
 * Baseline (`baseline_offspring_per_s`), in this process, as es-img-captioning's

@@ -8,9 +8,10 @@ style features (fc (N, 2048), regions (N, K, 2048)); and the on-device reward
 depends on the shapes only, so random data stand in for COCO. Word w is spelled
 "w<id>" when a baseline needs strings.
 
-FLOPs of a decoder are counted by XLA (`compiled.cost_analysis()`) on ONE decode
-step and on the per-image encoding, each compiled alone: XLA counts a loop body
-once, whatever its trip count, so a scan's count is not the work it does.
+FLOPs of a decoder are counted by XLA (`lowered.cost_analysis()`, the program
+before the backend's passes) on ONE decode step and on the per-image encoding,
+each lowered alone: XLA counts a loop body once, whatever its trip count, so a
+scan's count is not the work it does.
 """
 
 import jax

@@ -18,8 +18,9 @@ the memory traffic they cost when the members are vmapped together:
 * `grouped`: members in groups of g (`group_size`: the largest divisor of the
   members vmapped together up to `GROUP_COLUMNS` / r, or / (r + 1) with a
   bias); a group's rows times one right-hand side [[W], [b_1^T], ...,
-  [b_g^T]] (m + g r rows): member j's rows carry x_j in the first m columns
-  and c_j x_j a_j in block j of the g r after it, zeros elsewhere. One product
+  [b_g^T]] (m + g r rows, g more with the biases): member j's rows carry x_j in
+  the first m columns and c_j x_j a_j in block j of the g r after it, zeros
+  elsewhere. One product
   per group, its output written once, its right-hand side read once for g
   members: at most 1 + 32 / m times the arithmetic of x W, for 1/g of the
   stacked form's right-hand-side traffic. Each group's right-hand side is a
@@ -30,14 +31,17 @@ the memory traffic they cost when the members are vmapped together:
   `layers.folded_linear` hands to a low-rank Linear) goes in as one more
   column of its block, a 1 against its bias row: added apart, XLA:GPU made it
   the GEMM's C operand, a (rows, n) broadcast written and read again, 17% of a
-  generation (GPU run 2).
+  generation (GPU run 2). Inside the product the bias is multiplied at the
+  product's precision, as x W is: TF32 at XLA:GPU's default, bf16 operands at
+  "bfloat16" (as `folded_linear` rounds a bias it folds on a CPU).
 
 `grouped` needs to see the members: `linear_product` is a
 `jax.custom_batching.custom_vmap` function whose single-member body is the
 shared form and whose rule, when the members are vmapped (the factors batched,
 W not), computes the groups. A vmap over `lhs` alone (rows inside a member)
 becomes one more row axis, so the members' vmap outside it still groups; any
-other batching (W itself batched, coef alone) vmaps the single-member body.
+other batching (W itself batched; coef or bias batched without the factors)
+vmaps the single-member body.
 """
 
 import functools
@@ -48,21 +52,25 @@ import jax.numpy as jnp
 from jax import lax
 
 PRODUCTS = ("auto", "shared", "stacked", "grouped")
-GROUP_COLUMNS = 32  # g r: the grouped form's extra inner size
+GROUP_COLUMNS = 32  # g r, or g (r + 1) with biases: the grouped extra inner size
 STACK_MIN_ROWS = 128  # rows of a member from which a CPU stacks its products
 
 
 def resolve(product: str, rows: int) -> str:
     """The form `product` selects for a member's Linear over `rows` rows:
-    "auto" is `grouped` on accelerators, and on a CPU `stacked` from
-    `STACK_MIN_ROWS` rows, `shared` below: the fastest measured there
-    (BENCHMARKS.md: low-rank section for the CPU, GPU run 2 on an H200, where
-    grouped ran 1.04x full rank and shared 0.52x)."""
+    "auto" is `grouped` on a GPU, and on a CPU `stacked` from `STACK_MIN_ROWS`
+    rows, `shared` below: the fastest measured there (BENCHMARKS.md: low-rank
+    section for the CPU, GPU run 2 on an H200, where grouped ran 1.04x full
+    rank and shared 0.52x). Elsewhere (a TPU: none measured; grouped's inner
+    size m + 32 may pad to a second pass of a 128-wide matrix unit) `shared`."""
     if product != "auto":
         return product
-    if jax.default_backend() != "cpu":
+    backend = jax.default_backend()
+    if backend == "gpu":
         return "grouped"
-    return "stacked" if rows >= STACK_MIN_ROWS else "shared"
+    if backend == "cpu" and rows >= STACK_MIN_ROWS:
+        return "stacked"
+    return "shared"
 
 
 def shared(lhs, rhs, a, b, coef, bias=None, **dot_kwargs):

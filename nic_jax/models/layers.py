@@ -118,22 +118,31 @@ def bf16_matmuls_requested() -> bool:
     return jax.config.jax_default_matmul_precision == "bfloat16"
 
 
+VOCABULARY_PROJECTIONS = ("logit", "output_layer")  # every model's, by name
+
+
 def kernels_for_steps(params):
     """`params` as the steps of a decode loop read them: at "bfloat16" matmul
-    precision (`bf16_matmuls_requested`) every f32 2-D `kernel` in bf16, cast
-    once before the loop. `folded_linear` casts its kernel to bf16 anyway, but
-    inside the loop XLA:GPU cast each member's logit kernel again at every step
-    (25% of a full-rank generation on an H200, BENCHMARKS.md, GPU run 2). Other
-    layers promote the rounded kernel back to f32. Any pytree: a leaf counts as
-    a kernel by the last key of its path."""
+    precision (`bf16_matmuls_requested`) the f32 kernels of the vocabulary
+    projections (`VOCABULARY_PROJECTIONS`, which every model computes through
+    `folded_linear`) in bf16, cast once before the loop. `folded_linear` casts
+    them to bf16 anyway, but inside the loop XLA:GPU cast each member's logit
+    kernel again at every step (25% of a full-rank generation on an H200,
+    BENCHMARKS.md, GPU run 2). Other kernels stay f32 (some layers read them
+    as `layer(x)`, at the backend's precision). Any pytree of plain arrays or
+    of `nnx.Variable` values: a leaf is such a kernel by the keys of its path,
+    (..., "logit", "kernel")."""
     if not bf16_matmuls_requested():
         return params
 
     def cast(path, leaf):
-        last = path[-1] if path else None
-        named = getattr(last, "key", getattr(last, "name", None)) == "kernel"
-        kernel = named and leaf.ndim == 2 and leaf.dtype == jnp.float32
-        return leaf.astype(jnp.bfloat16) if kernel else leaf
+        names = [getattr(key, "key", getattr(key, "name", None)) for key in path]
+        if names[-1:] == ["value"]:  # a leaf of an nnx.State
+            names = names[:-1]
+        kernel = len(names) >= 2 and names[-1] == "kernel"
+        if kernel and names[-2] in VOCABULARY_PROJECTIONS and leaf.ndim == 2:
+            return leaf.astype(jnp.bfloat16) if leaf.dtype == jnp.float32 else leaf
+        return leaf
 
     return jax.tree_util.tree_map_with_path(cast, params)
 

@@ -155,6 +155,8 @@ def test_auto_resolves_by_backend_and_rows(monkeypatch):
     assert products.resolve("auto", 127) == "shared"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert products.resolve("auto", 128) == products.resolve("auto", 8) == "grouped"
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    assert products.resolve("auto", 128) == "shared"
     monkeypatch.undo()
     assert [products.resolve(f, 8) for f in FORMS] == list(FORMS)
     with pytest.raises(ValueError, match="out_sharding"):

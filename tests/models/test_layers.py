@@ -109,8 +109,10 @@ def test_a_dot_general_that_adds_the_bias_gets_it():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_kernels_for_steps_casts_2d_f32_kernels_at_bfloat16_only():
-    """By the last key of a leaf's path (a dict key or an attribute name)."""
+def test_kernels_for_steps_casts_the_vocabulary_projections_at_bfloat16_only():
+    """By the keys of a leaf's path: dict keys, attribute names, an nnx.State's
+    trailing "value"; other kernels stay f32 (layers that read them as
+    `layer(x)` would otherwise see them rounded)."""
     import dataclasses
 
     @jax.tree_util.register_dataclass
@@ -120,16 +122,25 @@ def test_kernels_for_steps_casts_2d_f32_kernels_at_bfloat16_only():
 
     params = {
         "logit": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)},
+        "core": {"i2h": {"kernel": jnp.ones((3, 4))}},
         "embed": {"embedding": jnp.ones((5, 3))},
-        "cell": [{"kernel": jnp.ones((2, 3, 4))}, Holder(jnp.ones((3, 2)))],
-        "half": {"kernel": jnp.ones((3, 4), jnp.bfloat16)},
+        "members": [{"output_layer": {"kernel": jnp.ones((3, 4))}}],
+        "stacked": {"logit": {"kernel": jnp.ones((2, 3, 4))}},
+        "output_layer": Holder(jnp.ones((3, 2))),
     }
     assert kernels_for_steps(params) is params
     with jax.default_matmul_precision("bfloat16"):
         cast = kernels_for_steps(params)
+        linear = nnx.state(nnx.Linear(3, 4, rngs=nnx.Rngs(0)))
+        state = kernels_for_steps(linear)
+        logit = kernels_for_steps({"logit": linear})
     dtypes = jax.tree.map(lambda leaf: leaf.dtype, cast)
     assert dtypes["logit"] == {"kernel": jnp.bfloat16, "bias": jnp.float32}
+    assert dtypes["core"]["i2h"]["kernel"] == jnp.float32
     assert dtypes["embed"]["embedding"] == jnp.float32
-    assert dtypes["cell"][0]["kernel"] == jnp.float32  # not 2-D
-    assert dtypes["cell"][1].kernel == jnp.bfloat16
+    assert dtypes["members"][0]["output_layer"]["kernel"] == jnp.bfloat16
+    assert dtypes["stacked"]["logit"]["kernel"] == jnp.float32  # not 2-D
+    assert dtypes["output_layer"].kernel == jnp.bfloat16
+    assert state["kernel"][...].dtype == jnp.float32  # no projection's name
+    assert logit["logit"]["kernel"][...].dtype == jnp.bfloat16
     np.testing.assert_array_equal(cast["logit"]["kernel"], params["logit"]["kernel"])
