@@ -12,7 +12,8 @@
 #                                   (evolution/lowrank_products.py)
 #   3. profile_generation --rank=4 --product=grouped
 #                                   where that generation's time goes, by kernel
-#   4. es_throughput --matmul_precision=bfloat16 --low_rank=0
+#   4. es_throughput --matmul_precision=bfloat16 --low_rank=4
+#                                   bf16 matmuls, full and low rank
 #   5. decode, 6. xe_step, 7. memory, 8. metrics
 #
 #   launch/gpu_bench.sh [OUT.jsonl] [flags for every benchmark, e.g. --quick]
@@ -101,7 +102,7 @@ plan=(
   "es_throughput|--low_rank=4"
   "lowrank|--rank=4 --population=1024 --processes=1 --repeats=3 --products=grouped,stacked,shared"
   "profile_generation|--rank=4 --product=grouped"
-  "es_throughput|--matmul_precision=bfloat16 --low_rank=0"
+  "es_throughput|--matmul_precision=bfloat16 --low_rank=4"
   "decode|"
   "xe_step|"
   "memory|"

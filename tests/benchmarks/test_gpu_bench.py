@@ -78,7 +78,7 @@ def test_runs_the_plan_in_order_and_records_a_failure_without_stopping(tmp_path)
     }
     assert lines[4]["argv"] == [
         "--matmul_precision=bfloat16",
-        "--low_rank=0",
+        "--low_rank=4",
         "--quick",
     ]
     assert lines[5]["argv"] == ["--quick"]
